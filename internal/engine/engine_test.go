@@ -1,0 +1,183 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/narrated/llmworker/internal/testutil"
+)
+
+var (
+	sharedOnce   sync.Once
+	sharedEngine *Engine
+	sharedErr    error
+)
+
+// loadShared loads the shared model once for the package's tests.
+func loadShared(t *testing.T) *Engine {
+	t.Helper()
+	path := testutil.ModelPath(t)
+	sharedOnce.Do(func() {
+		sharedEngine, sharedErr = Load(Config{ModelPath: path, Parallel: 4, ContextSize: 256, Threads: 1})
+	})
+	if sharedErr != nil {
+		t.Fatal(sharedErr)
+	}
+	return sharedEngine
+}
+
+func greedy(t *testing.T, e *Engine, prompt string, maxTokens int, stop ...string) (string, Result) {
+	t.Helper()
+	p, err := e.Tokenize(prompt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	next := 0
+	res, err := e.Generate(context.Background(), Request{Prompt: p, MaxTokens: maxTokens, Stop: stop, Sampling: Sampling{TopK: 40, TopP: 1}},
+		Hooks{Piece: func(text string, i int) {
+			if i != next {
+				t.Errorf("piece index %d, want %d", i, next)
+			}
+			next++
+			b.WriteString(text)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Pieces != next {
+		t.Errorf("result says %d pieces, hooks saw %d", res.Pieces, next)
+	}
+	return b.String(), res
+}
+
+func TestGreedyStory(t *testing.T) {
+	e := loadShared(t)
+	text, res := greedy(t, e, "Once upon a time", 40)
+	if !strings.Contains(text, "Lily") {
+		t.Errorf("greedy story has no Lily: %q", text)
+	}
+	if res.Reason != StopMaxTokens || res.Tokens != 40 || res.PromptTokens < 2 {
+		t.Errorf("result %+v", res)
+	}
+	again, _ := greedy(t, e, "Once upon a time", 40)
+	if again != text {
+		t.Errorf("greedy is not deterministic:\n%q\n%q", text, again)
+	}
+}
+
+// Batched sequences must generate exactly what each generates alone.
+func TestParallelMatchesSequential(t *testing.T) {
+	e := loadShared(t)
+	prompts := []string{"Once upon a time", "The dog", "Tom had a red ball", "One day"}
+	want := make([]string, len(prompts))
+	for i, p := range prompts {
+		want[i], _ = greedy(t, e, p, 30)
+	}
+	got := make([]string, len(prompts))
+	var wg sync.WaitGroup
+	for i, p := range prompts {
+		wg.Go(func() { got[i], _ = greedy(t, e, p, 30) })
+	}
+	wg.Wait()
+	for i := range prompts {
+		if got[i] != want[i] {
+			t.Errorf("prompt %q batched:\n%q\nalone:\n%q", prompts[i], got[i], want[i])
+		}
+	}
+}
+
+func TestStopSequence(t *testing.T) {
+	e := loadShared(t)
+	full, _ := greedy(t, e, "Once upon a time", 40)
+	i := strings.Index(full, "Lily")
+	if i < 0 {
+		t.Fatalf("no Lily in %q", full)
+	}
+	text, res := greedy(t, e, "Once upon a time", 40, "Lily")
+	if text != full[:i] || res.Reason != StopSequence || res.StopSequence != "Lily" {
+		t.Errorf("got %q (%v %q), want %q", text, res.Reason, res.StopSequence, full[:i])
+	}
+}
+
+func TestCancelStopsWithinAStep(t *testing.T) {
+	e := loadShared(t)
+	p, _ := e.Tokenize("Once upon a time")
+	ctx, cancel := context.WithCancel(context.Background())
+	var pieces int
+	res, err := e.Generate(ctx, Request{Prompt: p, MaxTokens: 200, Sampling: Sampling{TopP: 1}}, Hooks{Piece: func(string, int) {
+		pieces++
+		if pieces == 5 {
+			cancel()
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The hook runs behind the loop, which may have sampled a few more
+	// tokens before it saw the cancel; far fewer than 200.
+	if res.Reason != StopCancelled || res.Tokens >= 100 {
+		t.Errorf("result %+v", res)
+	}
+}
+
+func TestContextOverflow(t *testing.T) {
+	e := loadShared(t)
+	p, _ := e.Tokenize("Once upon a time")
+	_, err := e.Generate(context.Background(), Request{Prompt: p, MaxTokens: 256}, Hooks{})
+	var ce *ContextError
+	if !errors.As(err, &ce) || ce.ContextSize != 256 || ce.PromptTokens != p.Len() {
+		t.Fatalf("err = %v, want a ContextError", err)
+	}
+}
+
+func TestLoadRefusesBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	tests := []struct{ path, reason string }{
+		{filepath.Join(dir, "missing.gguf"), "no such file"},
+		{dir, "not a regular file"},
+		{write("text.gguf", "hello, I am no model"), "not a GGUF file"},
+		{write("empty.gguf", ""), "not a GGUF file"},
+		{write("cut.gguf", "GGUF\x03\x00\x00\x00garbage"), "not a readable GGUF file"},
+	}
+	for _, tt := range tests {
+		_, err := Load(Config{ModelPath: tt.path, Threads: 1})
+		if err == nil || !strings.Contains(err.Error(), tt.path) || !strings.Contains(err.Error(), tt.reason) {
+			t.Errorf("Load(%s) = %v; want an error naming the path and %q", tt.path, err, tt.reason)
+		}
+	}
+}
+
+func TestDevices(t *testing.T) {
+	d := Devices()
+	if d.CPU == "" || !strings.Contains(d.String(), "CPU") {
+		t.Errorf("devices: %+v", d)
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if sharedEngine != nil {
+		done := make(chan struct{})
+		go func() { sharedEngine.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			panic("engine did not close")
+		}
+	}
+	os.Exit(code)
+}

@@ -1,0 +1,155 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ollama/ollama/llama"
+)
+
+// Sampling are the sampler's settings. Temperature 0 is greedy.
+type Sampling struct {
+	Temperature float64
+	TopK        int
+	TopP        float64
+	MinP        float64
+	// RepetitionPenalty 1 (or 0) is off.
+	RepetitionPenalty float64
+	Seed              uint32
+}
+
+// Request is one generation.
+type Request struct {
+	Prompt    Prompt
+	MaxTokens int
+	Sampling  Sampling
+	// Stop ends the generation at the first of these strings, which is not
+	// part of the output.
+	Stop []string
+}
+
+// StopReason says why a generation ended.
+type StopReason int
+
+// The reasons a generation ends.
+const (
+	StopMaxTokens StopReason = iota
+	StopEOS
+	StopSequence
+	// StopCancelled: the caller's context ended; its cause says why.
+	StopCancelled
+)
+
+func (r StopReason) String() string {
+	return [...]string{"MAX_TOKENS", "EOS", "STOP_SEQUENCE", "CANCELLED"}[r]
+}
+
+// Result sums a generation up.
+type Result struct {
+	PromptTokens int
+	// Tokens counts the tokens the model generated; Pieces counts the texts
+	// handed to the caller (one per token, but text held back by a partial
+	// character or stop sequence comes out with a later token).
+	Tokens       int
+	Pieces       int
+	Reason       StopReason
+	StopSequence string
+	// PromptTime runs from taking a slot to the first token, Time from
+	// taking a slot to the end.
+	PromptTime time.Duration
+	Time       time.Duration
+}
+
+// Hooks receive a generation's progress on the caller's goroutine, in order.
+type Hooks struct {
+	// Slot is called when the generation gets a slot; reset says the slot's
+	// KV cache held an earlier sequence and was cleared.
+	Slot func(slot int, reset bool)
+	// Piece is called with each text, i counting from 0.
+	Piece func(text string, i int)
+}
+
+// update is what the decode loop tells a sequence's caller.
+type update struct {
+	slot  int
+	reset bool
+	text  string
+	i     int
+	final *Result
+	err   error
+}
+
+// Generate runs one generation and calls hooks as it goes. It waits for a
+// free slot, and returns when the generation ends: at max tokens, EOS, a
+// stop sequence, or within one decode step of ctx ending (StopCancelled).
+func (e *Engine) Generate(ctx context.Context, req Request, hooks Hooks) (Result, error) {
+	if err := e.checkFits(req.Prompt, req.MaxTokens); err != nil {
+		return Result{}, err
+	}
+	sampler, err := llama.NewSamplingContext(e.model, samplingParams(req.Sampling))
+	if err != nil {
+		return Result{}, fmt.Errorf("sampler: %w", err)
+	}
+	seq := &sequence{
+		ctx:       ctx,
+		pending:   req.Prompt.tokens,
+		sampler:   sampler,
+		maxTokens: req.MaxTokens,
+		text:      textBuffer{stops: req.Stop},
+		// One update per sampled token, plus the slot and the end: the loop
+		// never waits for a slow caller.
+		updates: make(chan update, req.MaxTokens+4),
+		result:  Result{PromptTokens: req.Prompt.Len()},
+	}
+	select {
+	case e.submit <- seq:
+	case <-ctx.Done():
+		return Result{PromptTokens: req.Prompt.Len(), Reason: StopCancelled}, nil
+	case <-e.quit:
+		return Result{}, ErrClosed
+	}
+	for u := range seq.updates {
+		switch {
+		case u.err != nil:
+			return u.final.orZero(), u.err
+		case u.final != nil:
+			return *u.final, nil
+		case u.text != "":
+			if hooks.Piece != nil {
+				hooks.Piece(u.text, u.i)
+			}
+		default:
+			if hooks.Slot != nil {
+				hooks.Slot(u.slot, u.reset)
+			}
+		}
+	}
+	return Result{}, ErrClosed
+}
+
+func (r *Result) orZero() Result {
+	if r == nil {
+		return Result{}
+	}
+	return *r
+}
+
+func samplingParams(s Sampling) llama.SamplingParams {
+	penalty := float32(s.RepetitionPenalty)
+	if penalty == 0 {
+		penalty = 1
+	}
+	// Go's zero values are not "off" in llama.cpp: typical_p and the
+	// penalties must be 1 to do nothing.
+	return llama.SamplingParams{
+		TopK:          s.TopK,
+		TopP:          float32(s.TopP),
+		MinP:          float32(s.MinP),
+		TypicalP:      1,
+		Temp:          float32(s.Temperature),
+		RepeatLastN:   64,
+		PenaltyRepeat: penalty,
+		Seed:          s.Seed,
+	}
+}

@@ -1,0 +1,179 @@
+package engine
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/ollama/ollama/llama"
+)
+
+// sequence is one generation inside the decode loop, which alone touches
+// its fields once it is submitted.
+type sequence struct {
+	ctx       interface{ Err() error }
+	sampler   *llama.SamplingContext
+	maxTokens int
+	text      textBuffer
+	updates   chan update
+	result    Result
+
+	slot    int
+	pending []int // tokens to feed: the prompt's rest, then the last sampled
+	nPast   int   // tokens already in the slot's KV cache
+	iBatch  int   // the batch index of this step's logits, or -1
+	started time.Time
+}
+
+// run is the decode loop: admit waiting sequences into free slots, feed
+// every active sequence into one batch, decode once, sample each sequence
+// whose logits came out, repeat. It owns the llama context.
+func (e *Engine) run(batch *llama.Batch) {
+	defer close(e.done)
+	defer batch.Free()
+	slots := make([]*sequence, e.cfg.Parallel)
+	used := make([]bool, e.cfg.Parallel) // slot's KV cache holds an old sequence
+	active := 0
+	for {
+		// Admit: block when idle, otherwise take what is waiting.
+		for i := range slots {
+			if slots[i] != nil {
+				continue
+			}
+			var seq *sequence
+			if active == 0 {
+				select {
+				case seq = <-e.submit:
+				case <-e.quit:
+					return
+				}
+			} else {
+				select {
+				case seq = <-e.submit:
+				default:
+				}
+			}
+			if seq == nil {
+				break
+			}
+			if used[i] {
+				e.lc.KvCacheSeqRm(i, 0, -1)
+			}
+			seq.slot, seq.started, seq.iBatch = i, time.Now(), -1
+			seq.updates <- update{slot: i, reset: used[i]}
+			slots[i], used[i] = seq, true
+			active++
+		}
+
+		select {
+		case <-e.quit:
+			for i, seq := range slots {
+				if seq != nil {
+					e.finish(seq, StopCancelled, nil)
+					slots[i] = nil
+				}
+			}
+			return
+		default:
+		}
+
+		// Cancelled sequences leave between steps: a decode cannot be
+		// interrupted, so this is within one step of the cancel.
+		for i, seq := range slots {
+			if seq != nil && seq.ctx.Err() != nil {
+				e.finish(seq, StopCancelled, nil)
+				slots[i] = nil
+				active--
+			}
+		}
+		if active == 0 {
+			continue
+		}
+
+		batch.Clear()
+		for _, seq := range slots {
+			if seq == nil {
+				continue
+			}
+			n := min(len(seq.pending), e.cfg.BatchSize)
+			last := n == len(seq.pending) // logits only for the prompt's last token
+			for j := range n {
+				batch.Add(seq.pending[j], nil, seq.nPast+j, last && j == n-1, seq.slot)
+			}
+			seq.iBatch = -1
+			if last {
+				seq.iBatch = batch.NumTokens() - 1
+			}
+			seq.nPast += n
+			seq.pending = seq.pending[n:]
+		}
+
+		if err := e.lc.Decode(batch); err != nil {
+			for i, seq := range slots {
+				if seq != nil {
+					e.finish(seq, 0, fmt.Errorf("decode: %w", err))
+					slots[i] = nil
+				}
+			}
+			active = 0
+			continue
+		}
+
+		for i, seq := range slots {
+			if seq == nil || seq.iBatch < 0 {
+				continue
+			}
+			if reason, ok := e.sample(seq); ok {
+				e.finish(seq, reason, nil)
+				slots[i] = nil
+				active--
+			}
+		}
+	}
+}
+
+// sample takes the next token of seq and says whether seq is done.
+func (e *Engine) sample(seq *sequence) (StopReason, bool) {
+	token := seq.sampler.Sample(e.lc, seq.iBatch)
+	seq.sampler.Accept(token, true)
+	if seq.result.Tokens == 0 {
+		seq.result.PromptTime = time.Since(seq.started)
+	}
+	seq.result.Tokens++
+	if e.model.TokenIsEog(token) {
+		return StopEOS, true
+	}
+	text, stop := seq.text.add(e.model.TokenToPiece(token))
+	e.emit(seq, text)
+	if stop != "" {
+		seq.result.StopSequence = stop
+		return StopSequence, true
+	}
+	if seq.result.Tokens >= seq.maxTokens {
+		return StopMaxTokens, true
+	}
+	seq.pending = append(seq.pending[:0], token)
+	return 0, false
+}
+
+func (e *Engine) emit(seq *sequence, text string) {
+	if text == "" {
+		return
+	}
+	seq.updates <- update{text: text, i: seq.result.Pieces}
+	seq.result.Pieces++
+}
+
+// finish ends seq: what its text buffer still holds goes out, unless a
+// stop sequence ended it, then the result.
+func (e *Engine) finish(seq *sequence, reason StopReason, err error) {
+	if reason != StopSequence && err == nil {
+		e.emit(seq, seq.text.flush())
+	}
+	seq.result.Reason = reason
+	if !seq.started.IsZero() {
+		seq.result.Time = time.Since(seq.started)
+	}
+	result := seq.result
+	seq.updates <- update{final: &result, err: err}
+	close(seq.updates)
+}
