@@ -235,4 +235,3 @@ func (e *Engine) checkFits(p Prompt, maxTokens int) error {
 	}
 	return nil
 }
-
