@@ -1,0 +1,86 @@
+// Command ssebridge serves jobs' events as HTTP Server-Sent Events: it
+// parses its flags (with environment fallbacks), connects to NATS and
+// serves internal/bridge until SIGINT or SIGTERM.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/narrated/llmworker/internal/bridge"
+)
+
+func main() {
+	log := zerolog.New(os.Stdout).With().Timestamp().Str("service", "ssebridge").Logger()
+	opts, err := bridge.ParseFlags(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		log.Fatal().Err(err).Msg("bad configuration")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, opts, log); err != nil {
+		log.Fatal().Err(err).Msg("ssebridge stopped")
+	}
+}
+
+func run(ctx context.Context, opts bridge.Options, log zerolog.Logger) error {
+	nc, err := nats.Connect(opts.NATSURL,
+		nats.Name("ssebridge"),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn().Err(err).Str("url", opts.NATSURL).Msg("nats disconnected")
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info().Str("url", nc.ConnectedUrl()).Msg("nats reconnected")
+		}))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if opts.EnsureStreams {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = bridge.CreateMissingStreams(sctx, js)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	srv, err := bridge.New(opts.Config, nc, log)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Addr: opts.Listen, Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.ListenAndServe() }()
+	log.Info().Str("listen", opts.Listen).Str("nats", opts.NATSURL).Msg("ssebridge ready")
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info().Msg("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close() // streams still open after the grace period are cut; clients resume
+	}
+	return nil
+}

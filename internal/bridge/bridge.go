@@ -1,0 +1,252 @@
+// Package bridge serves a job's events over HTTP as Server-Sent Events: it
+// takes jobs over HTTP and publishes them to the JetStream work queue,
+// replays and follows jobs.events.<job_id> for each SSE client, cancels jobs,
+// and reports their status from their last event. It keeps no state of its
+// own, so any number of bridges can stand behind a load balancer.
+//
+// It knows the wire contract (internal/jobs), NATS and HTTP; it knows
+// nothing about llama.cpp or the workers.
+package bridge
+
+import (
+	"context"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/narrated/llmworker"
+	"github.com/narrated/llmworker/internal/jobs"
+)
+
+// Defaults of a Config's zero fields.
+const (
+	DefaultHeartbeat    = 15 * time.Second
+	DefaultNotFoundWait = 30 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+	// DefaultMaxBodyBytes admits the largest valid request plus the
+	// bridge's own fields.
+	DefaultMaxBodyBytes = jobs.MaxRequestBytes + 1<<10
+)
+
+// Config tunes a Server. Zero fields take the defaults above.
+type Config struct {
+	// Heartbeat is how often an idle stream gets a ": ping" comment.
+	Heartbeat time.Duration
+	// NotFoundWait is how long GET .../events waits for a job that has
+	// shown no event and is not queued before it answers 404.
+	NotFoundWait time.Duration
+	// WriteTimeout bounds each write to an SSE client: a client that does
+	// not take an event within it is dropped (it may resume with
+	// Last-Event-ID); it never holds back a worker or another client.
+	WriteTimeout time.Duration
+	// MaxBodyBytes bounds a request body.
+	MaxBodyBytes int64
+	// AuthToken, when set, is the bearer token every /v1 route requires.
+	AuthToken string
+	// CORSOrigins are the origins allowed to call the API from a browser;
+	// "*" allows any.
+	CORSOrigins []string
+}
+
+func (c Config) withDefaults() Config {
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = DefaultHeartbeat
+	}
+	if c.NotFoundWait <= 0 {
+		c.NotFoundWait = DefaultNotFoundWait
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	return c
+}
+
+//go:embed web/index.html
+var page []byte
+
+// Server is the bridge's HTTP handler. All its clients share the one NATS
+// connection it is given.
+type Server struct {
+	cfg Config
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	log zerolog.Logger
+	mux *http.ServeMux
+
+	mu      sync.Mutex
+	streams map[string]jetstream.Stream
+}
+
+// New builds a Server on an open NATS connection, which stays the
+// caller's to close.
+func New(cfg Config, nc *nats.Conn, log zerolog.Logger) (*Server, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:     cfg.withDefaults(),
+		nc:      nc,
+		js:      js,
+		log:     log,
+		mux:     http.NewServeMux(),
+		streams: make(map[string]jetstream.Stream),
+	}
+	s.mux.HandleFunc("GET /{$}", s.page)
+	s.mux.HandleFunc("GET /openapi.yaml", s.openAPI)
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.HandleFunc("POST /v1/jobs", s.submit)
+	s.mux.HandleFunc("GET /v1/jobs/{job_id}", s.status)
+	s.mux.HandleFunc("DELETE /v1/jobs/{job_id}", s.cancel)
+	s.mux.HandleFunc("GET /v1/jobs/{job_id}/events", s.events)
+	return s, nil
+}
+
+// ServeHTTP answers CORS preflights, checks the bearer token on /v1 routes
+// and routes the request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.cors(w, r) {
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/v1/") && !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="ssebridge"`)
+		writeError(w, http.StatusUnauthorized, &jobs.Error{Code: jobs.Unauthorized, Message: "a valid bearer token is required"})
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// cors sets the CORS headers for an allowed origin and answers a
+// preflight; it reports whether the request has been answered.
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || !(slices.Contains(s.cfg.CORSOrigins, "*") || slices.Contains(s.cfg.CORSOrigins, origin)) {
+		return false
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Expose-Headers", "Location, X-Job-Id")
+	if r.Method != http.MethodOptions || r.Header.Get("Access-Control-Request-Method") == "" {
+		return false
+	}
+	h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Last-Event-ID")
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+	return true
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	if s.cfg.AuthToken == "" {
+		return true
+	}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AuthToken)) == 1
+}
+
+func (s *Server) page(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Write(page)
+}
+
+func (s *Server) openAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Write(llmworker.OpenAPI)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 when the NATS connection is up and every stream of
+// the contract exists.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if !s.nc.IsConnected() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "not connected to NATS"})
+		return
+	}
+	for _, name := range []string{jobs.QueueStream, jobs.EventsStream, jobs.CancelStream} {
+		if _, err := s.js.Stream(r.Context(), name); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "stream " + name + ": " + err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// stream returns a handle on a JetStream stream, looked up once.
+func (s *Server) stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	s.mu.Lock()
+	st, ok := s.streams[name]
+	s.mu.Unlock()
+	if ok {
+		return st, nil
+	}
+	st, err := s.js.Stream(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.streams[name] = st
+	s.mu.Unlock()
+	return st, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	var e *jobs.Error
+	if !errors.As(err, &e) {
+		e = &jobs.Error{Code: jobs.Unavailable, Message: err.Error()}
+	}
+	writeJSON(w, status, e)
+}
+
+// jobID takes the job id from the path, answering 400 when it cannot be one.
+func jobID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("job_id")
+	if !jobs.ValidJobID(id) {
+		writeError(w, http.StatusBadRequest, &jobs.Error{Code: jobs.InvalidRequest, Field: "job_id",
+			Message: "must be 1 to 128 of A-Z a-z 0-9 _ -"})
+		return "", false
+	}
+	return id, true
+}
+
+// CreateMissingStreams creates the contract's streams that do not exist
+// yet, leaving existing ones as the workers configured them.
+func CreateMissingStreams(ctx context.Context, js jetstream.JetStream) error {
+	for _, cfg := range jobs.StreamConfigs(0) {
+		_, err := js.Stream(ctx, cfg.Name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			_, err = js.CreateStream(ctx, cfg)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				err = nil // a worker made it meanwhile
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}

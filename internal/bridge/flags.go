@@ -1,0 +1,85 @@
+package bridge
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Options are the ssebridge binary's settings: where it connects and
+// listens, and the Server's Config.
+type Options struct {
+	NATSURL string
+	Listen  string
+	// EnsureStreams creates the contract's streams that are missing at
+	// start-up, so the bridge works before any worker has started.
+	EnsureStreams bool
+	Config
+}
+
+// flagEnv names the environment variable behind each flag.
+var flagEnv = map[string]string{
+	"nats":           "NATS_URL",
+	"listen":         "BRIDGE_LISTEN",
+	"ensure-streams": "BRIDGE_ENSURE_STREAMS",
+	"auth-token":     "BRIDGE_AUTH_TOKEN",
+	"cors-origins":   "BRIDGE_CORS_ORIGINS",
+	"heartbeat":      "BRIDGE_HEARTBEAT",
+	"not-found-wait": "BRIDGE_NOT_FOUND_WAIT",
+	"write-timeout":  "BRIDGE_WRITE_TIMEOUT",
+	"max-body":       "BRIDGE_MAX_BODY",
+}
+
+// FlagSet defines the ssebridge flags on o. It is the binary's only
+// definition of them, so the tests parse compose.yaml's commands with it.
+func FlagSet(o *Options) *flag.FlagSet {
+	fs := flag.NewFlagSet("ssebridge", flag.ContinueOnError)
+	fs.StringVar(&o.NATSURL, "nats", "nats://127.0.0.1:4222", "NATS server URL")
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "HTTP listen address")
+	fs.BoolVar(&o.EnsureStreams, "ensure-streams", true, "create the JetStream streams that are missing at start-up")
+	fs.StringVar(&o.AuthToken, "auth-token", "", "bearer token required on every /v1 route (empty: none)")
+	fs.Func("cors-origins", "comma-separated origins allowed by CORS, or * (empty: none)", func(v string) error {
+		o.CORSOrigins = nil
+		for _, origin := range strings.Split(v, ",") {
+			if origin = strings.TrimSpace(origin); origin != "" {
+				o.CORSOrigins = append(o.CORSOrigins, origin)
+			}
+		}
+		return nil
+	})
+	fs.DurationVar(&o.Heartbeat, "heartbeat", DefaultHeartbeat, "interval of ': ping' comments on an idle stream")
+	fs.DurationVar(&o.NotFoundWait, "not-found-wait", DefaultNotFoundWait, "how long to wait for an unknown job's first event before 404")
+	fs.DurationVar(&o.WriteTimeout, "write-timeout", DefaultWriteTimeout, "drop an SSE client that does not take a write within this")
+	fs.Int64Var(&o.MaxBodyBytes, "max-body", DefaultMaxBodyBytes, "largest request body, in bytes")
+	fs.VisitAll(func(f *flag.Flag) {
+		if env := flagEnv[f.Name]; env != "" {
+			f.Usage += " [$" + env + "]"
+		}
+	})
+	return fs
+}
+
+// ParseFlags parses args, then takes each flag not given from its
+// environment variable, read through getenv.
+func ParseFlags(args []string, getenv func(string) string, output io.Writer) (Options, error) {
+	var o Options
+	fs := FlagSet(&o)
+	fs.SetOutput(output)
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for name, env := range flagEnv {
+		if v := getenv(env); v != "" && !given[name] {
+			if err := fs.Set(name, v); err != nil {
+				return o, fmt.Errorf("$%s: %w", env, err)
+			}
+		}
+	}
+	return o, nil
+}

@@ -1,0 +1,188 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/narrated/llmworker/internal/jobs"
+)
+
+// Status is where a job stands, as GET /v1/jobs/{job_id} tells it.
+type Status string
+
+// The statuses of a job.
+const (
+	// StatusQueued: no event yet, and the job is waiting in the work queue.
+	StatusQueued Status = "queued"
+	// StatusRunning: the last event is started, token or narration.
+	StatusRunning Status = "running"
+	// StatusDone: the last event is an end that was not a cancel.
+	StatusDone Status = "done"
+	// StatusCancelled: the last event is an end with stop_reason CANCELLED.
+	StatusCancelled Status = "cancelled"
+	// StatusFailed: the last event is an error.
+	StatusFailed Status = "failed"
+)
+
+// maxQueueScan bounds how many queued jobs a lookup reads before it gives
+// up on finding a job in the work queue.
+const maxQueueScan = 10000
+
+// JobStatus is the body of GET /v1/jobs/{job_id}.
+type JobStatus struct {
+	JobID     string          `json:"job_id"`
+	Status    Status          `json:"status"`
+	EventsURL string          `json:"events_url"`
+	LastSeq   uint64          `json:"last_seq,omitempty"`
+	LastEvent json.RawMessage `json:"last_event,omitempty"`
+}
+
+// status serves GET /v1/jobs/{job_id}, read from the job's last event, or
+// from the work queue when it has none.
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	id, ok := jobID(w, r)
+	if !ok {
+		return
+	}
+	st, err := s.jobStatus(r.Context(), id)
+	switch {
+	case errors.Is(err, errUnknownJob):
+		writeError(w, http.StatusNotFound, &jobs.Error{Code: jobs.NotFound, Field: "job_id", Message: "no job with this id is queued, running or remembered"})
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, &jobs.Error{Code: jobs.Unavailable, Message: err.Error()})
+	default:
+		writeJSON(w, http.StatusOK, st)
+	}
+}
+
+// cancel serves DELETE /v1/jobs/{job_id}: it stores a cancel on
+// jobs.cancel.<job_id>, which a worker honours whether the job is running
+// or still queued; the job's stream then ends with stop_reason CANCELLED.
+func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
+	id, ok := jobID(w, r)
+	if !ok {
+		return
+	}
+	st, err := s.jobStatus(r.Context(), id)
+	switch {
+	case errors.Is(err, errUnknownJob):
+		writeError(w, http.StatusNotFound, &jobs.Error{Code: jobs.NotFound, Field: "job_id", Message: "no job with this id is queued, running or remembered"})
+		return
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, &jobs.Error{Code: jobs.Unavailable, Message: err.Error()})
+		return
+	case st.Status != StatusQueued && st.Status != StatusRunning:
+		writeError(w, http.StatusConflict, &jobs.Error{Code: jobs.Conflict, Field: "job_id", Message: fmt.Sprintf("the job is already %s", st.Status)})
+		return
+	}
+	if err := s.publishCancel(r.Context(), id); err != nil {
+		writeError(w, http.StatusServiceUnavailable, &jobs.Error{Code: jobs.Unavailable, Message: "the cancel could not be stored: " + err.Error()})
+		return
+	}
+	s.log.Info().Str("job_id", id).Msg("job cancel requested")
+	writeJSON(w, http.StatusAccepted, st)
+}
+
+// publishCancel stores a cancel in JOB_CANCELS, so that a worker that
+// takes the job later still sees it.
+func (s *Server) publishCancel(ctx context.Context, id string) error {
+	data, _ := json.Marshal(map[string]string{"job_id": id})
+	_, err := s.js.Publish(ctx, jobs.CancelSubject(id), data)
+	return err
+}
+
+var errUnknownJob = errors.New("unknown job")
+
+func (s *Server) jobStatus(ctx context.Context, id string) (JobStatus, error) {
+	st := JobStatus{JobID: id, EventsURL: "/v1/jobs/" + id + "/events"}
+	last, err := s.lastEvent(ctx, id)
+	if err != nil {
+		return st, err
+	}
+	if last == nil {
+		queued, err := s.queued(ctx, id)
+		if err != nil {
+			return st, err
+		}
+		if !queued {
+			return st, errUnknownJob
+		}
+		st.Status = StatusQueued
+		return st, nil
+	}
+	var ev struct {
+		jobs.Header
+		StopReason jobs.StopReason `json:"stop_reason"`
+	}
+	if err := json.Unmarshal(last, &ev); err != nil {
+		return st, fmt.Errorf("the last event of job %s: %w", id, err)
+	}
+	st.LastSeq, st.LastEvent = ev.Seq, last
+	switch {
+	case ev.Type == jobs.TypeError:
+		st.Status = StatusFailed
+	case ev.Type == jobs.TypeEnd && ev.StopReason == jobs.StopCancelled:
+		st.Status = StatusCancelled
+	case ev.Type == jobs.TypeEnd:
+		st.Status = StatusDone
+	default:
+		st.Status = StatusRunning
+	}
+	return st, nil
+}
+
+// exists reports whether the job has shown an event or waits in the queue.
+func (s *Server) exists(ctx context.Context, id string) (bool, error) {
+	last, err := s.lastEvent(ctx, id)
+	if err != nil || last != nil {
+		return last != nil, err
+	}
+	return s.queued(ctx, id)
+}
+
+// lastEvent is the job's last event, nil when it has none.
+func (s *Server) lastEvent(ctx context.Context, id string) ([]byte, error) {
+	st, err := s.stream(ctx, jobs.EventsStream)
+	if err != nil {
+		return nil, err
+	}
+	msg, err := st.GetLastMsgForSubject(ctx, jobs.EventsSubject(id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the last event of job %s: %w", id, err)
+	}
+	return msg.Data, nil
+}
+
+// queued reports whether the job waits in the work queue (or is being
+// started by a worker that has not acknowledged it yet). The bridge keeps
+// no state: it reads the queue, which holds few jobs when workers keep up,
+// and finds the job by the message id it was published with.
+func (s *Server) queued(ctx context.Context, id string) (bool, error) {
+	st, err := s.stream(ctx, jobs.QueueStream)
+	if err != nil {
+		return false, err
+	}
+	seq := uint64(1)
+	for range maxQueueScan {
+		msg, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(">"))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("reading the work queue: %w", err)
+		}
+		if msg.Header.Get(jetstream.MsgIDHeader) == id {
+			return true, nil
+		}
+		seq = msg.Sequence + 1
+	}
+	return false, nil
+}
