@@ -92,8 +92,11 @@ func (h *systemCapture) Handle(ctx context.Context, r slog.Record) error {
 func (h *systemCapture) collect(prefix string, a slog.Attr) {
 	v := a.Value.Resolve()
 	if v.Kind() == slog.KindGroup {
+		if a.Key != "" {
+			prefix += a.Key + "."
+		}
 		for _, sub := range v.Group() {
-			h.collect(prefix+a.Key+".", sub)
+			h.collect(prefix, sub)
 		}
 		return
 	}

@@ -1,0 +1,176 @@
+// Command worker holds one GGUF model in llama.cpp and runs execute jobs
+// from NATS: it parses its flags (with environment fallbacks), loads the
+// model, connects to NATS (or starts an embedded server), and runs
+// internal/worker until SIGINT or SIGTERM, then drains and exits 0.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+	"golang.org/x/term"
+
+	"github.com/narrated/llmworker/internal/engine"
+	"github.com/narrated/llmworker/internal/narration"
+	"github.com/narrated/llmworker/internal/natsserver"
+	"github.com/narrated/llmworker/internal/worker"
+)
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	opts, err := worker.ParseFlags(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		return 2
+	}
+	log := newLogger(opts.Log).With().Str("worker_id", opts.WorkerID).Logger()
+	tell := narration.New(log, opts.WorkerID)
+	life := &narration.LifecycleSink{}
+	tell.Tell(narration.Startup(opts.WorkerID, version()), life)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	tell.Tell(narration.DeviceInit(engine.Devices().String()), life)
+	eng, err := load(opts.Engine, tell, life)
+	if err != nil {
+		log.Error().Err(err).Msg("❌ cannot load the model: " + err.Error())
+		return 1
+	}
+	defer eng.Close()
+
+	nc, srv, err := connect(opts, log)
+	if err != nil {
+		tell.Tell(narration.NATSConnectFailed(natsTarget(opts), err), life)
+		return 1
+	}
+	if srv != nil {
+		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	}
+	tell.Tell(narration.NATSConnect(nc.ConnectedUrl()), life)
+	life.Attach(nc)
+
+	w, err := worker.New(opts.Config, nc, eng, tell, life, log)
+	if err == nil {
+		err = w.Run(ctx)
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("❌ worker stopped: " + err.Error())
+		nc.Close()
+		return 1
+	}
+	tell.Tell(narration.Shutdown(opts.WorkerID, "goodbye"), life)
+	drain(nc)
+	return 0
+}
+
+// load loads the model, narrating its progress in quarters.
+func load(cfg engine.Config, tell *narration.Narrator, life narration.Sink) (*engine.Engine, error) {
+	var size int64
+	if st, err := os.Stat(cfg.ModelPath); err == nil {
+		size = st.Size()
+	}
+	tell.Tell(narration.ModelLoadStart(cfg.ModelPath, size), life)
+	told := 0
+	cfg.Progress = func(p float32) {
+		if q := int(p*4) * 25; q > told {
+			told = q
+			tell.Tell(narration.ModelLoadProgress(cfg.ModelPath, q), life)
+		}
+	}
+	eng, err := engine.Load(cfg)
+	if err != nil {
+		return nil, err
+	}
+	info := eng.Info()
+	tell.Tell(narration.ModelLoadComplete(info.Path, info.Name, info.SizeBytes, info.LoadTime), life)
+	return eng, nil
+}
+
+// connect connects to -nats, or starts the embedded server when it is empty.
+func connect(opts worker.Options, log zerolog.Logger) (*nats.Conn, *server.Server, error) {
+	var srv *server.Server
+	url := opts.NATSURL
+	if url == "" {
+		var err error
+		srv, err = natsserver.Start(natsserver.Config{Port: natsserver.DefaultPort, StoreDir: opts.DataDir})
+		if err != nil {
+			return nil, nil, err
+		}
+		url = srv.ClientURL()
+	}
+	nc, err := nats.Connect(url,
+		nats.Name("worker "+opts.WorkerID),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn().Err(err).Msg("disconnected from NATS; reconnecting")
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info().Str("url", nc.ConnectedUrl()).Msg("reconnected to NATS")
+		}))
+	if err != nil {
+		if srv != nil {
+			srv.Shutdown()
+		}
+		return nil, nil, err
+	}
+	return nc, srv, nil
+}
+
+// drain flushes what the connection still holds and waits until it closes.
+func drain(nc *nats.Conn) {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	nc.SetDisconnectErrHandler(nil)
+	if nc.Drain() != nil {
+		nc.Close()
+		return
+	}
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		nc.Close()
+	}
+}
+
+func natsTarget(opts worker.Options) string {
+	if opts.NATSURL == "" {
+		return fmt.Sprintf("embedded %s:%d", natsserver.DefaultHost, natsserver.DefaultPort)
+	}
+	return opts.NATSURL
+}
+
+// newLogger writes zerolog JSON to stdout, or pretty console lines when
+// stdout is a terminal (or -log console).
+func newLogger(format string) zerolog.Logger {
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	if format == "console" || format == "auto" && term.IsTerminal(int(os.Stdout.Fd())) {
+		return zerolog.New(zerolog.ConsoleWriter{
+			Out: os.Stdout, TimeFormat: "15:04:05.000",
+			// The emoji line says it; the sentence is for JSON readers.
+			FieldsExclude: []string{"human", "actor", "target"},
+		}).With().Timestamp().Logger()
+	}
+	return zerolog.New(os.Stdout).With().Timestamp().Logger()
+}
+
+func version() string {
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
+		return info.Main.Version
+	}
+	return "dev"
+}

@@ -1,0 +1,91 @@
+package worker
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/google/uuid"
+
+	"github.com/narrated/llmworker/internal/engine"
+	"github.com/narrated/llmworker/internal/flagenv"
+	"github.com/narrated/llmworker/internal/jobs"
+)
+
+// Options are the worker binary's settings.
+type Options struct {
+	// NATSURL is the server to use; empty starts an embedded one.
+	NATSURL string
+	// DataDir holds the embedded server's JetStream store.
+	DataDir string
+	// Log is "auto" (console on a terminal, JSON otherwise), "json" or
+	// "console".
+	Log    string
+	Engine engine.Config
+	Config
+}
+
+// flagEnv names the environment variable behind each flag.
+var flagEnv = map[string]string{
+	"model":          "MODEL_PATH",
+	"nats":           "NATS_URL",
+	"data-dir":       "DATA_DIR",
+	"worker-id":      "WORKER_ID",
+	"pool":           "WORKER_POOL",
+	"parallel":       "WORKER_PARALLEL",
+	"ctx-size":       "CTX_SIZE",
+	"threads":        "THREADS",
+	"drain-timeout":  "DRAIN_TIMEOUT",
+	"events-max-age": "EVENTS_MAX_AGE",
+	"log":            "LOG_FORMAT",
+}
+
+// FlagSet defines the worker's flags on o: the binary's only definition of
+// them, which the tests also use to check compose.yaml.
+func FlagSet(o *Options) *flag.FlagSet {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.StringVar(&o.Engine.ModelPath, "model", "", "GGUF model file")
+	fs.StringVar(&o.NATSURL, "nats", "", "NATS server URL; empty starts an embedded server with JetStream on 127.0.0.1:4222")
+	fs.StringVar(&o.DataDir, "data-dir", "data/nats", "the embedded server's JetStream store")
+	fs.StringVar(&o.WorkerID, "worker-id", "", "this worker's id (default: host name and a random suffix)")
+	fs.StringVar(&o.Pool, "pool", "", "take jobs from jobs.execute.<pool> instead of jobs.execute")
+	fs.IntVar(&o.Engine.Parallel, "parallel", engine.DefaultParallel, "jobs generated at once (continuous batching)")
+	fs.IntVar(&o.Engine.ContextSize, "ctx-size", engine.DefaultContextSize, "context of each job, in tokens (prompt plus generation)")
+	fs.IntVar(&o.Engine.Threads, "threads", engine.DefaultThreads(), "llama.cpp threads; keep it at or below the free cores")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "on shutdown, how long running jobs may finish before they are handed back")
+	fs.DurationVar(&o.EventsMaxAge, "events-max-age", jobs.DefaultEventsMaxAge, "how long the events stream keeps a job's events for replay")
+	fs.StringVar(&o.Log, "log", "auto", "stdout format: auto, json or console")
+	flagenv.Document(fs, flagEnv)
+	return fs
+}
+
+// ParseFlags parses args, with each flag not given taken from its
+// environment variable, and checks the values.
+func ParseFlags(args []string, getenv func(string) string, output io.Writer) (Options, error) {
+	var o Options
+	fs := FlagSet(&o)
+	fs.SetOutput(output)
+	if err := flagenv.Parse(fs, args, flagEnv, getenv); err != nil {
+		return o, err
+	}
+	switch {
+	case o.Pool != "" && !jobs.ValidJobID(o.Pool):
+		return o, fmt.Errorf("-pool %q: must be 1 to %d of A-Z a-z 0-9 _ - (it becomes a subject token)", o.Pool, jobs.MaxJobIDLen)
+	case o.Engine.Parallel < 1 || o.Engine.Parallel > 64:
+		return o, fmt.Errorf("-parallel %d: must be from 1 to 64", o.Engine.Parallel)
+	case o.Engine.ContextSize < 16:
+		return o, fmt.Errorf("-ctx-size %d: must be at least 16", o.Engine.ContextSize)
+	case o.Engine.Threads < 1:
+		return o, fmt.Errorf("-threads %d: must be at least 1", o.Engine.Threads)
+	case o.Log != "auto" && o.Log != "json" && o.Log != "console":
+		return o, fmt.Errorf("-log %q: must be auto, json or console", o.Log)
+	}
+	if o.WorkerID == "" {
+		host, _ := os.Hostname()
+		o.WorkerID = host + "-" + uuid.NewString()[:8]
+	}
+	o.Slots = o.Engine.Parallel
+	return o, nil
+}
+

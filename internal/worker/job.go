@@ -1,0 +1,282 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/narrated/llmworker/internal/engine"
+	"github.com/narrated/llmworker/internal/jobs"
+	"github.com/narrated/llmworker/internal/narration"
+)
+
+// job is one execute request on its way through this worker.
+type job struct {
+	w    *Worker
+	msg  jetstream.Msg
+	req  jobs.Request
+	say  narration.Job
+	pub  *publisher
+	hist history
+	seed uint32
+}
+
+// handle runs one job message to its end and settles it with the queue:
+// acked when its events are stored (whatever the outcome), handed back when
+// the worker shuts down under it or its events could not be stored.
+func (w *Worker) handle(jobsCtx context.Context, msg jetstream.Msg) {
+	req, decodeErr := jobs.DecodeRequest(msg.Data())
+	j := &job{w: w, msg: msg, req: req, say: narration.Job{ID: req.JobID, CorrelationID: correlationID(req, msg)}}
+	if decodeErr != nil {
+		j.reject(decodeErr)
+		return
+	}
+	ctx, cancel := context.WithCancelCause(jobsCtx)
+	defer cancel(nil)
+	if !w.register(req.JobID, cancel) {
+		w.log.Warn().Str("job_id", req.JobID).Msg("job delivered again while it runs here; dropping the copy")
+		msg.Ack()
+		return
+	}
+	defer w.unregister(req.JobID)
+
+	prompt, err := w.engine.Tokenize(req.Prompt)
+	if err == nil {
+		err = req.CheckContext(prompt.Len(), w.engine.Info().ContextSize)
+	} else {
+		err = &jobs.Error{Code: jobs.InvalidRequest, Field: "prompt", Message: err.Error()}
+	}
+	if err != nil {
+		j.reject(err)
+		return
+	}
+	if !j.open(ctx) {
+		return
+	}
+	j.settle(j.run(ctx, cancel, prompt))
+}
+
+// correlationID is the request's, else the header's, else a new UUID.
+func correlationID(req jobs.Request, msg jetstream.Msg) string {
+	if req.CorrelationID != "" {
+		return req.CorrelationID
+	}
+	if h := msg.Headers().Get(jobs.CorrelationHeader); h != "" && len(h) <= jobs.MaxCorrelationLen {
+		return h
+	}
+	return uuid.NewString()
+}
+
+// reject answers a malformed request: a validation_failed line on stdout
+// always, and on the job's subject with an error event when its job_id is
+// usable. The message is acked so it is not delivered again.
+func (j *job) reject(err error) {
+	var jerr *jobs.Error
+	if !errors.As(err, &jerr) {
+		jerr = &jobs.Error{Code: jobs.InvalidRequest, Message: err.Error()}
+	}
+	if !jobs.ValidJobID(j.say.ID) {
+		// Perhaps the id is there but another field broke the decoding.
+		var probe struct {
+			JobID string `json:"job_id"`
+		}
+		json.Unmarshal(j.msg.Data(), &probe)
+		j.say.ID = probe.JobID
+	}
+	if !jobs.ValidJobID(j.say.ID) {
+		j.say.ID = ""
+		j.w.tell.Tell(j.say.ValidationFailed(jerr))
+		j.msg.Ack()
+		return
+	}
+	ctx := context.Background()
+	if j.hist, err = lastEvent(ctx, j.w.events, j.say.ID); err != nil || j.hist.terminal {
+		// Unreadable history, or a job of that id already ended: say it
+		// on stdout only, never write into another job's finished events.
+		j.w.tell.Tell(j.say.ValidationFailed(jerr))
+		j.msg.Ack()
+		return
+	}
+	j.pub = newPublisher(j.w.js, j.say.ID, j.hist)
+	j.w.tell.Tell(j.say.ValidationFailed(jerr), j.pub)
+	j.pub.publish(ctx, &jobs.ErrorEvent{Header: jobs.Header{Type: jobs.TypeError}, Error: *jerr})
+	j.settle(nil)
+}
+
+// open checks the job's history and opens its events with started. It
+// returns false, having settled the message, when the job must not run: it
+// already ended (a duplicate, or cancelled by another worker while queued),
+// a cancel for it waits in the cancel stream, or the stream is unreadable.
+func (j *job) open(ctx context.Context) bool {
+	for range 3 {
+		var err error
+		if j.hist, err = lastEvent(ctx, j.w.events, j.req.JobID); err != nil {
+			j.settle(err)
+			return false
+		}
+		if j.hist.terminal {
+			j.w.log.Info().Str("job_id", j.req.JobID).Msg("job already ended (a duplicate, or cancelled while queued); dropping it")
+			j.msg.Ack()
+			return false
+		}
+		j.pub = newPublisher(j.w.js, j.req.JobID, j.hist)
+		cancelled := j.w.cancelWaiting(ctx, j.req.JobID)
+		first := jobs.Event(j.started())
+		if cancelled {
+			first = j.end(engine.Result{}, jobs.StopCancelled)
+		}
+		err = j.pub.publish(ctx, first)
+		if errors.Is(err, errRaced) {
+			continue // someone wrote first: look again
+		}
+		if err != nil || cancelled {
+			j.settle(err)
+			return false
+		}
+		return true
+	}
+	j.settle(errors.New("the job's events keep changing under it"))
+	return false
+}
+
+func (j *job) started() *jobs.Started {
+	j.seed = rand.Uint32()
+	if p := j.req.Params(); p.Seed != nil {
+		j.seed = *p.Seed
+	}
+	attempt := 1
+	if meta, err := j.msg.Metadata(); err == nil {
+		attempt = int(meta.NumDelivered)
+	}
+	info := j.w.engine.Info()
+	return &jobs.Started{
+		Header:   jobs.Header{Type: jobs.TypeStarted},
+		Model:    info.Name,
+		WorkerID: j.w.cfg.WorkerID, CorrelationID: j.say.CorrelationID,
+		Seed: j.seed, Attempt: attempt,
+	}
+}
+
+func (j *job) end(res engine.Result, reason jobs.StopReason) *jobs.End {
+	e := &jobs.End{
+		Header:       jobs.Header{Type: jobs.TypeEnd},
+		TokensIn:     res.PromptTokens,
+		TokensOut:    res.Pieces,
+		DecodeTimeMS: res.Time.Milliseconds(),
+		StopReason:   reason,
+	}
+	if reason == jobs.StopSequence {
+		e.StopSequenceMatched = &res.StopSequence
+	}
+	return e
+}
+
+// errStore ends a job whose events could not be stored.
+var errStore = errors.New("events could not be stored")
+
+// run generates, telling the job's subject every token and narration event,
+// and ends its events with end or error. It returns errShutdown when the
+// job must go back to the queue.
+func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt engine.Prompt) error {
+	p := j.req.Params()
+	model := j.w.engine.Info().Name
+	tell := func(n jobs.Narration) { j.w.tell.Tell(n, j.pub) }
+	tell(j.say.Validated())
+	tell(j.say.InferenceStart(model, p.MaxTokens))
+	tell(j.say.Tokenized(prompt.Len()))
+
+	genCtx, stop := context.WithTimeoutCause(ctx, p.Timeout, errTimeout)
+	defer stop()
+	go j.keepAlive(genCtx)
+
+	res, err := j.w.engine.Generate(genCtx, engine.Request{
+		Prompt:    prompt,
+		MaxTokens: p.MaxTokens,
+		Stop:      p.Stop,
+		Sampling: engine.Sampling{
+			Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP, MinP: p.MinP,
+			RepetitionPenalty: p.RepetitionPenalty, Seed: j.seed,
+		},
+	}, engine.Hooks{
+		Slot: func(slot int, reset bool) {
+			if reset {
+				tell(j.say.CacheReset(slot))
+			}
+		},
+		Piece: func(text string, i int) {
+			if j.pub.publish(ctx, &jobs.Token{Header: jobs.Header{Type: jobs.TypeToken}, T: text, I: i}) != nil {
+				cancel(errStore)
+			}
+			if (i+1)%j.w.cfg.ProgressEvery == 0 {
+				tell(j.say.TokenProgress(i + 1))
+			}
+		},
+	})
+	if err != nil {
+		tell(j.say.InferenceFailed(jobs.InferenceFailed, err.Error()))
+		return j.pub.publish(ctx, &jobs.ErrorEvent{Header: jobs.Header{Type: jobs.TypeError},
+			Error: jobs.Error{Code: jobs.InferenceFailed, Message: err.Error()}})
+	}
+	reason := stopReason(res.Reason)
+	if res.Reason == engine.StopCancelled {
+		switch cause := context.Cause(genCtx); {
+		case errors.Is(cause, errShutdown), errors.Is(cause, errStore):
+			return cause
+		case errors.Is(cause, errTimeout):
+			reason = jobs.StopTimeout
+		}
+	}
+	tell(j.say.InferenceComplete(res.PromptTokens, res.Pieces, res.Time, reason))
+	return j.pub.publish(ctx, j.end(res, reason))
+}
+
+func stopReason(r engine.StopReason) jobs.StopReason {
+	return map[engine.StopReason]jobs.StopReason{
+		engine.StopMaxTokens: jobs.StopMaxTokens,
+		engine.StopEOS:       jobs.StopEOS,
+		engine.StopSequence:  jobs.StopSequence,
+		engine.StopCancelled: jobs.StopCancelled,
+	}[r]
+}
+
+// keepAlive tells the queue the job is in progress while it runs, so a long
+// generation keeps its job past the ack wait.
+func (j *job) keepAlive(ctx context.Context) {
+	tick := time.NewTicker(jobs.AckWait / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			j.msg.InProgress()
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// settle waits until the job's events are stored, then acks the message,
+// or hands it back: at once on shutdown, after a pause when storing failed.
+func (j *job) settle(runErr error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var storeErr error
+	if j.pub != nil {
+		storeErr = j.pub.wait(ctx)
+	}
+	log := j.w.log.With().Str("job_id", j.req.JobID).Logger()
+	switch {
+	case errors.Is(runErr, errShutdown):
+		log.Info().Msg("handing the job back to the queue")
+		j.msg.Nak()
+	case runErr != nil || storeErr != nil:
+		log.Error().AnErr("error", runErr).AnErr("store_error", storeErr).Msg("job's events could not be stored; handing it back")
+		j.msg.NakWithDelay(2 * time.Second)
+	default:
+		j.msg.Ack()
+	}
+}
