@@ -32,11 +32,11 @@ func TestMain(m *testing.M) {
 
 // harness is a bridge served over real HTTP on a real embedded NATS.
 type harness struct {
-	t      testing.TB
-	URL    string
+	t       testing.TB
+	URL     string
 	natsURL string
-	nc     *nats.Conn
-	js     jetstream.JetStream
+	nc      *nats.Conn
+	js      jetstream.JetStream
 
 	mu     sync.Mutex
 	closed map[string]chan struct{} // by client address: closed when the server closes that connection
