@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/narrated/llmworker/internal/flagenv"
 )
 
 // Options are the ssebridge binary's settings: where it connects and
@@ -52,11 +54,7 @@ func FlagSet(o *Options) *flag.FlagSet {
 	fs.DurationVar(&o.NotFoundWait, "not-found-wait", DefaultNotFoundWait, "how long to wait for an unknown job's first event before 404")
 	fs.DurationVar(&o.WriteTimeout, "write-timeout", DefaultWriteTimeout, "drop an SSE client that does not take a write within this")
 	fs.Int64Var(&o.MaxBodyBytes, "max-body", DefaultMaxBodyBytes, "largest request body, in bytes")
-	fs.VisitAll(func(f *flag.Flag) {
-		if env := flagEnv[f.Name]; env != "" {
-			f.Usage += " [$" + env + "]"
-		}
-	})
+	flagenv.Document(fs, flagEnv)
 	return fs
 }
 
@@ -66,20 +64,11 @@ func ParseFlags(args []string, getenv func(string) string, output io.Writer) (Op
 	var o Options
 	fs := FlagSet(&o)
 	fs.SetOutput(output)
-	if err := fs.Parse(args); err != nil {
+	if err := flagenv.Parse(fs, args, flagEnv, getenv); err != nil {
 		return o, err
 	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	for name, env := range flagEnv {
-		if v := getenv(env); v != "" && !given[name] {
-			if err := fs.Set(name, v); err != nil {
-				return o, fmt.Errorf("$%s: %w", env, err)
-			}
-		}
+	if o.Heartbeat <= 0 || o.NotFoundWait <= 0 || o.WriteTimeout <= 0 || o.MaxBodyBytes <= 0 {
+		return o, fmt.Errorf("-heartbeat, -not-found-wait, -write-timeout and -max-body must be positive")
 	}
 	return o, nil
 }
