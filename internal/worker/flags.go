@@ -36,6 +36,7 @@ var flagEnv = map[string]string{
 	"parallel":       "WORKER_PARALLEL",
 	"ctx-size":       "CTX_SIZE",
 	"threads":        "THREADS",
+	"flash-attn":     "FLASH_ATTN",
 	"drain-timeout":  "DRAIN_TIMEOUT",
 	"events-max-age": "EVENTS_MAX_AGE",
 	"log":            "LOG_FORMAT",
@@ -53,6 +54,7 @@ func FlagSet(o *Options) *flag.FlagSet {
 	fs.IntVar(&o.Engine.Parallel, "parallel", engine.DefaultParallel, "jobs generated at once (continuous batching)")
 	fs.IntVar(&o.Engine.ContextSize, "ctx-size", engine.DefaultContextSize, "context of each job, in tokens (prompt plus generation)")
 	fs.IntVar(&o.Engine.Threads, "threads", engine.DefaultThreads(), "llama.cpp threads; keep it at or below the free cores")
+	fs.BoolVar(&o.Engine.FlashAttention, "flash-attn", false, "use llama.cpp's flash attention (helps on GPUs; slower on CPU)")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "on shutdown, how long running jobs may finish before they are handed back")
 	fs.DurationVar(&o.EventsMaxAge, "events-max-age", jobs.DefaultEventsMaxAge, "how long the events stream keeps a job's events for replay")
 	fs.StringVar(&o.Log, "log", "auto", "stdout format: auto, json or console")
@@ -88,4 +90,3 @@ func ParseFlags(args []string, getenv func(string) string, output io.Writer) (Op
 	o.Slots = o.Engine.Parallel
 	return o, nil
 }
-
