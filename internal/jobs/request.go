@@ -254,3 +254,33 @@ func (r *Request) CheckContext(promptTokens, contextSize int) error {
 	}
 	return nil
 }
+
+// ProbeJobID reads the top-level job_id of a request that may be broken
+// further on (cut short, unknown fields, wrong types), so that the error
+// can still reach the job's subject. It returns "" when there is none or
+// it is not a valid id.
+func ProbeJobID(data []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return ""
+	}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		if key == "job_id" {
+			if id, err := dec.Token(); err == nil {
+				if s, ok := id.(string); ok && ValidJobID(s) {
+					return s
+				}
+			}
+			return ""
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return ""
+		}
+	}
+	return ""
+}

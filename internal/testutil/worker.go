@@ -20,7 +20,8 @@ type Worker struct {
 	// Stdout holds what the worker wrote to stdout: zerolog JSON lines.
 	Stdout *SyncBuffer
 	stop   context.CancelFunc
-	done   chan error
+	done   chan struct{} // closed when Run has returned err
+	err    error
 }
 
 // Stop shuts the worker down as SIGTERM would and waits for it to drain.
@@ -28,9 +29,9 @@ func (w *Worker) Stop(t testing.TB) {
 	t.Helper()
 	w.stop()
 	select {
-	case err := <-w.done:
-		if err != nil {
-			t.Errorf("worker %s: %v", w.ID, err)
+	case <-w.done:
+		if w.err != nil {
+			t.Errorf("worker %s: %v", w.ID, w.err)
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatalf("worker %s did not stop", w.ID)
@@ -88,8 +89,11 @@ func StartWorkerWith(t testing.TB, natsURL string, o WorkerOptions) *Worker {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &Worker{ID: o.ID, Stdout: out, stop: cancel, done: make(chan error, 1)}
-	go func() { h.done <- w.Run(ctx) }()
+	h := &Worker{ID: o.ID, Stdout: out, stop: cancel, done: make(chan struct{})}
+	go func() {
+		h.err = w.Run(ctx)
+		close(h.done)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"time"
@@ -81,15 +80,10 @@ func (j *job) reject(err error) {
 		jerr = &jobs.Error{Code: jobs.InvalidRequest, Message: err.Error()}
 	}
 	if !jobs.ValidJobID(j.say.ID) {
-		// Perhaps the id is there but another field broke the decoding.
-		var probe struct {
-			JobID string `json:"job_id"`
-		}
-		json.Unmarshal(j.msg.Data(), &probe)
-		j.say.ID = probe.JobID
+		// Perhaps the id is there but something after it broke the decoding.
+		j.say.ID = jobs.ProbeJobID(j.msg.Data())
 	}
-	if !jobs.ValidJobID(j.say.ID) {
-		j.say.ID = ""
+	if j.say.ID == "" {
 		j.w.tell.Tell(j.say.ValidationFailed(jerr))
 		j.msg.Ack()
 		return

@@ -1,0 +1,160 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/narrated/llmworker/internal/engine"
+	"github.com/narrated/llmworker/internal/jobs"
+	"github.com/narrated/llmworker/internal/narration"
+	"github.com/narrated/llmworker/internal/testutil"
+	"github.com/narrated/llmworker/internal/worker"
+)
+
+// Lifecycle narration goes to stdout and worker.lifecycle, never to a job's
+// subject; per-request narration goes to stdout and the job's subject,
+// never to worker.lifecycle.
+func TestNarrationDestinations(t *testing.T) {
+	e := setup(t)
+	life, err := e.nc.SubscribeSync(jobs.LifecycleSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := e.nc.SubscribeSync(jobs.EventsPrefix + ">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := testutil.StartWorker(t, e.url)
+	testutil.Submit(t, e.js, jobs.ExecuteSubject, greedyJob("told", "Once", 12))
+	testutil.Events(t, e.js, "told", 30*time.Second)
+	w.Stop(t)
+
+	var lifeActions []string
+	for {
+		msg, err := life.NextMsg(200 * time.Millisecond)
+		if err != nil {
+			break // the worker has stopped: nothing more will come
+		}
+		var n jobs.Narration
+		if err := json.Unmarshal(msg.Data, &n); err != nil {
+			t.Fatal(err)
+		}
+		if n.Type != jobs.TypeNarration || n.JobID != "" || n.Seq != 0 || n.WorkerID != w.ID {
+			t.Errorf("lifecycle event %s", msg.Data)
+		}
+		lifeActions = append(lifeActions, n.Action)
+	}
+	for _, want := range []string{"subscribe", "ready", "shutdown"} {
+		if !slices.Contains(lifeActions, want) {
+			t.Errorf("worker.lifecycle lacks %s: %v", want, lifeActions)
+		}
+	}
+	for _, a := range lifeActions {
+		if !slices.Contains(narration.Lifecycle, a) {
+			t.Errorf("worker.lifecycle carried per-request action %s", a)
+		}
+	}
+	for {
+		msg, err := all.NextMsg(200 * time.Millisecond)
+		if err != nil {
+			break
+		}
+		ev, err := jobs.DecodeEvent(msg.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, ok := ev.(*jobs.Narration); ok && !slices.Contains(narration.PerRequest, n.Action) {
+			t.Errorf("job subject carried lifecycle action %s", n.Action)
+		}
+	}
+	stdout := w.Stdout.Bytes()
+	for _, action := range []string{"subscribe", "ready", "shutdown", "request_validated", "inference_complete"} {
+		if !bytes.Contains(stdout, []byte(`"action":"`+action+`"`)) {
+			t.Errorf("stdout lacks %s", action)
+		}
+	}
+}
+
+// Shutdown lets a running job finish when it can within the drain timeout.
+func TestShutdownFinishesRunningJob(t *testing.T) {
+	e := setup(t)
+	w := testutil.StartWorkerWith(t, e.url, testutil.WorkerOptions{ContextSize: 2048, DrainTimeout: time.Minute})
+	sub, _ := e.nc.SubscribeSync(jobs.EventsSubject("finishing"))
+	testutil.Submit(t, e.js, jobs.ExecuteSubject, greedyJob("finishing", "Once upon a time", 1000))
+	if _, err := sub.NextMsg(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	w.Stop(t)
+	s := summarize(t, testutil.Events(t, e.js, "finishing", 5*time.Second))
+	if end := s.end(t); end.StopReason != jobs.StopMaxTokens || end.TokensOut != 1000 {
+		t.Errorf("end %+v", end)
+	}
+	if !strings.Contains(string(w.Stdout.Bytes()), "drained") {
+		t.Error("stdout does not say the worker drained")
+	}
+}
+
+// Past the drain timeout a running job goes back to the queue, and another
+// worker runs it again from the start (attempt 2).
+func TestShutdownHandsBackRunningJob(t *testing.T) {
+	e := setup(t)
+	first := testutil.StartWorkerWith(t, e.url, testutil.WorkerOptions{ID: "first", ContextSize: 2048, DrainTimeout: time.Millisecond})
+	sub, _ := e.nc.SubscribeSync(jobs.EventsSubject("handed"))
+	testutil.Submit(t, e.js, jobs.ExecuteSubject, greedyJob("handed", "Once upon a time", 1500))
+	if _, err := sub.NextMsg(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	first.Stop(t)
+	testutil.StartWorkerWith(t, e.url, testutil.WorkerOptions{ID: "second", ContextSize: 2048})
+	events := testutil.Events(t, e.js, "handed", 60*time.Second)
+	s := summarize(t, events)
+	var starts []*jobs.Started
+	for _, ev := range events {
+		if st, ok := ev.(*jobs.Started); ok {
+			starts = append(starts, st)
+		}
+	}
+	if len(starts) != 2 || starts[0].WorkerID != "first" || starts[1].WorkerID != "second" || starts[1].Attempt != 2 {
+		t.Fatalf("started events %+v", starts)
+	}
+	if end := s.end(t); end.StopReason != jobs.StopMaxTokens || end.TokensOut != 1500 {
+		t.Errorf("end %+v", end)
+	}
+}
+
+// faultyEngine fails every generation, as a broken model or device would.
+type faultyEngine struct{ worker.Engine }
+
+func (faultyEngine) Generate(context.Context, engine.Request, engine.Hooks) (engine.Result, error) {
+	return engine.Result{}, errors.New("decode: llama_decode failed with code -3")
+}
+
+func TestInferenceFailure(t *testing.T) {
+	e := setup(t)
+	real, err := engine.Load(engine.Config{ModelPath: testutil.ModelPath(t), Parallel: 1, ContextSize: 128, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(real.Close)
+	w := testutil.StartWorkerWith(t, e.url, testutil.WorkerOptions{Engine: faultyEngine{real}})
+	testutil.Submit(t, e.js, jobs.ExecuteSubject, greedyJob("doomed", "Once", 5))
+	events := testutil.Events(t, e.js, "doomed", 30*time.Second)
+	s := summarize(t, events)
+	ev, ok := s.last.(*jobs.ErrorEvent)
+	if !ok || ev.Code != jobs.InferenceFailed || !strings.Contains(ev.Message, "code -3") {
+		t.Fatalf("last event %+v", s.last)
+	}
+	if s.actions[len(s.actions)-1] != "inference_failed" {
+		t.Errorf("actions %v", s.actions)
+	}
+	if !w.Stdout.WaitFor(`"level":"error"`, 5*time.Second) {
+		t.Error("stdout lacks an error line")
+	}
+	waitQueueEmpty(t, e.js) // acked: a failed job is not retried forever
+}
