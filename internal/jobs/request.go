@@ -257,30 +257,31 @@ func (r *Request) CheckContext(promptTokens, contextSize int) error {
 
 // ProbeJobID reads the top-level job_id of a request that may be broken
 // further on (cut short, unknown fields, wrong types), so that the error
-// can still reach the job's subject. It returns "" when there is none or
-// it is not a valid id.
+// can still reach the job's subject. It matches keys as encoding/json does
+// (case-insensitively, the last one winning), and returns "" when there is
+// no valid id.
 func ProbeJobID(data []byte) string {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return ""
 	}
+	id := ""
 	for dec.More() {
 		key, err := dec.Token()
 		if err != nil {
-			return ""
+			break
 		}
-		if key == "job_id" {
-			if id, err := dec.Token(); err == nil {
-				if s, ok := id.(string); ok && ValidJobID(s) {
-					return s
-				}
-			}
-			return ""
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			break
 		}
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return ""
+		if k, _ := key.(string); strings.EqualFold(k, "job_id") {
+			id = ""
+			json.Unmarshal(value, &id)
 		}
 	}
-	return ""
+	if !ValidJobID(id) {
+		return ""
+	}
+	return id
 }
