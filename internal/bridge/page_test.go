@@ -75,8 +75,8 @@ func waitPage(t *testing.T, ctx context.Context, what, cond string) {
 }
 
 func TestPageInChromium(t *testing.T) {
-	ctx := browser(t)
 	h := startBridge(t, bridge.Config{})
+	ctx := browser(t) // after the bridge, so that its cleanup closes the page's streams first
 	if err := chromedp.Do(ctx, chromedp.Navigate(h.URL+"/")); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestPageInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	firstID := eval[string](t, ctx, `job.id`)
-	waitPage(t, ctx, "the cancel stored", `document.getElementById("status").textContent === "Cancelling…"`)
+	waitPage(t, ctx, "the cancel stored", `document.getElementById("status").textContent.startsWith("Cancel requested")`)
 	if _, err := h.cancelStored(firstID); err != nil {
 		t.Fatalf("the page's cancel of %s was not stored: %v", firstID, err)
 	}
@@ -102,10 +102,9 @@ func TestPageInChromium(t *testing.T) {
 	waitPage(t, ctx, "the job cancelled", `document.getElementById("status").textContent === "Cancelled."`)
 
 	// A story: the narration lines and the text appear as the events come.
+	eval[any](t, ctx, `document.getElementById("prompt").value = ""; document.getElementById("max_tokens").value = ""`)
 	if err := chromedp.Do(ctx,
-		chromedp.SetValue(chromedp.CSS("#prompt"), ""),
 		chromedp.SendKeys(chromedp.CSS("#prompt"), "The little dog", chromedp.AtLeast(1)),
-		chromedp.SetValue(chromedp.CSS("#max_tokens"), ""),
 		chromedp.SendKeys(chromedp.CSS("#max_tokens"), "60", chromedp.AtLeast(1)),
 		chromedp.Click(chromedp.CSS("#go")),
 	); err != nil {
