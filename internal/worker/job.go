@@ -54,10 +54,9 @@ func (w *Worker) handle(jobsCtx context.Context, msg jetstream.Msg) {
 		j.reject(err)
 		return
 	}
-	if !j.open(ctx) {
-		return
+	if err := j.run(ctx, cancel, prompt); !errors.Is(err, errSettled) {
+		j.settle(err)
 	}
-	j.settle(j.run(ctx, cancel, prompt))
 }
 
 // correlationID is the request's, else the header's, else a new UUID.
@@ -107,19 +106,29 @@ func (j *job) reject(err error) {
 // already ended (a duplicate, or cancelled by another worker while queued),
 // a cancel for it waits in the cancel stream, or the stream is unreadable.
 func (j *job) open(ctx context.Context) bool {
+	// Both reads at once: they stand between the job and its first token.
+	cancelled := make(chan bool, 1)
+	go func() { cancelled <- j.w.cancelWaiting(ctx, j.req.JobID) }()
+	wasCancelled := func() bool {
+		c := <-cancelled
+		cancelled <- c
+		return c
+	}
 	for range 3 {
 		var err error
 		if j.hist, err = lastEvent(ctx, j.w.events, j.req.JobID); err != nil {
+			wasCancelled()
 			j.settle(err)
 			return false
 		}
 		if j.hist.terminal {
 			j.w.log.Info().Str("job_id", j.req.JobID).Msg("job already ended (a duplicate, or cancelled while queued); dropping it")
+			wasCancelled()
 			j.msg.Ack()
 			return false
 		}
 		j.pub = newPublisher(j.w.js, j.req.JobID, j.hist)
-		cancelled := j.w.cancelWaiting(ctx, j.req.JobID)
+		cancelled := wasCancelled()
 		first := jobs.Event(j.started())
 		if cancelled {
 			first = j.end(engine.Result{}, jobs.StopCancelled)
@@ -139,10 +148,6 @@ func (j *job) open(ctx context.Context) bool {
 }
 
 func (j *job) started() *jobs.Started {
-	j.seed = rand.Uint32()
-	if p := j.req.Params(); p.Seed != nil {
-		j.seed = *p.Seed
-	}
 	attempt := 1
 	if meta, err := j.msg.Metadata(); err == nil {
 		attempt = int(meta.NumDelivered)
@@ -173,16 +178,41 @@ func (j *job) end(res engine.Result, reason jobs.StopReason) *jobs.End {
 // errStore ends a job whose events could not be stored.
 var errStore = errors.New("events could not be stored")
 
+// errSettled says the job's message is acked or handed back already.
+var errSettled = errors.New("settled")
+
 // run generates, telling the job's subject every token and narration event,
 // and ends its events with end or error. It returns errShutdown when the
 // job must go back to the queue.
+//
+// The engine starts at once, while open reads the job's history and
+// publishes started: the first hook waits for open, so nothing is told
+// before started, and the engine's buffered updates mean that waiting never
+// holds up the decode loop. If open says the job must not run, generation
+// is cancelled and its output dropped.
 func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt engine.Prompt) error {
 	p := j.req.Params()
-	model := j.w.engine.Info().Name
+	j.seed = rand.Uint32()
+	if p.Seed != nil {
+		j.seed = *p.Seed
+	}
+	opened := make(chan bool, 1)
+	go func() { opened <- j.open(ctx) }()
 	tell := func(n jobs.Narration) { j.w.tell.Tell(n, j.pub) }
-	tell(j.say.Validated())
-	tell(j.say.InferenceStart(model, p.MaxTokens))
-	tell(j.say.Tokenized(prompt.Len()))
+	waited, ok := false, false
+	proceed := func() bool {
+		if !waited {
+			waited, ok = true, <-opened
+			if !ok {
+				cancel(errSettled)
+				return false
+			}
+			tell(j.say.Validated())
+			tell(j.say.InferenceStart(j.w.engine.Info().Name, p.MaxTokens))
+			tell(j.say.Tokenized(prompt.Len()))
+		}
+		return ok
+	}
 
 	genCtx, stop := context.WithTimeoutCause(ctx, p.Timeout, errTimeout)
 	defer stop()
@@ -198,11 +228,14 @@ func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt en
 		},
 	}, engine.Hooks{
 		Slot: func(slot int, reset bool) {
-			if reset {
+			if proceed() && reset {
 				tell(j.say.CacheReset(slot))
 			}
 		},
 		Piece: func(text string, i int) {
+			if !proceed() {
+				return
+			}
 			if j.pub.publish(ctx, &jobs.Token{Header: jobs.Header{Type: jobs.TypeToken}, T: text, I: i}) != nil {
 				cancel(errStore)
 			}
@@ -211,6 +244,9 @@ func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt en
 			}
 		},
 	})
+	if !proceed() {
+		return errSettled
+	}
 	if err != nil {
 		tell(j.say.InferenceFailed(jobs.InferenceFailed, err.Error()))
 		return j.pub.publish(ctx, &jobs.ErrorEvent{Header: jobs.Header{Type: jobs.TypeError},
