@@ -67,6 +67,7 @@ func run(ctx context.Context, opts bridge.Options, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer srv.Close()
 	hs := &http.Server{Addr: opts.Listen, Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ListenAndServe() }()

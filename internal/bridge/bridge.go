@@ -86,13 +86,15 @@ type Server struct {
 	js  jetstream.JetStream
 	log zerolog.Logger
 	mux *http.ServeMux
+	hub *hub
 
 	mu      sync.Mutex
 	streams map[string]jetstream.Stream
 }
 
 // New builds a Server on an open NATS connection, which stays the
-// caller's to close.
+// caller's to close. Close the Server first, once its HTTP server has shut
+// down.
 func New(cfg Config, nc *nats.Conn, log zerolog.Logger) (*Server, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -104,6 +106,7 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) (*Server, error) {
 		js:      js,
 		log:     log,
 		mux:     http.NewServeMux(),
+		hub:     newHub(js, log),
 		streams: make(map[string]jetstream.Stream),
 	}
 	s.mux.HandleFunc("GET /{$}", s.page)
@@ -116,6 +119,10 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) (*Server, error) {
 	s.mux.HandleFunc("GET /v1/jobs/{job_id}/events", s.events)
 	return s, nil
 }
+
+// Close stops following the events stream; call it once the HTTP server
+// has shut down and no stream is open.
+func (s *Server) Close() { s.hub.close() }
 
 // ServeHTTP answers CORS preflights, checks the bearer token on /v1 routes
 // and routes the request.

@@ -14,12 +14,6 @@ import (
 	"github.com/narrated/llmworker/internal/jobs"
 )
 
-// delivery is one event as it comes from the stream.
-type delivery struct {
-	head jobs.Header
-	data []byte
-}
-
 // follow says how a stream of events is served.
 type follow struct {
 	// after is the last event id the client has: events up to it are
@@ -62,34 +56,33 @@ func lastEventID(r *http.Request) (uint64, error) {
 	return n, nil
 }
 
-// follow replays a job's events from the start and follows them as SSE
-// until its terminal event, skipping those the client already has.
+// follow streams a job's events as SSE: those stored so far, read from
+// JOB_EVENTS, then the live ones from the hub, skipping those the client
+// already has, until the terminal event.
 func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, f follow) {
 	ctx := r.Context()
-	events, stop, err := s.subscribe(ctx, id)
+	// Following before reading what is stored loses nothing: an event
+	// stored after this point comes live; one stored before, from the stream.
+	live, err := s.hub.follow(ctx, id)
 	if err != nil {
-		s.log.Error().Err(err).Str("job_id", id).Msg("subscribe to events")
+		s.log.Error().Err(err).Str("job_id", id).Msg("follow the events stream")
 		writeError(w, http.StatusServiceUnavailable, &jobs.Error{Code: jobs.Unavailable, Message: "the job's events cannot be read: " + err.Error()})
 		return
 	}
-	defer stop()
-
-	if !f.known {
-		if f.known, err = s.exists(ctx, id); err != nil {
-			writeError(w, http.StatusServiceUnavailable, err)
-			return
-		}
+	defer s.hub.unfollow(id, live)
+	last, err := s.lastEvent(ctx, id)
+	if err == nil && last == nil && !f.known {
+		f.known, err = s.queued(ctx, id)
 	}
-	var first *delivery
-	if !f.known {
-		found, d := s.awaitFirst(ctx, id, events)
-		if !found {
-			if ctx.Err() == nil {
-				writeError(w, http.StatusNotFound, &jobs.Error{Code: jobs.NotFound, Field: "job_id", Message: "no job with this id is queued, running or remembered"})
-			}
-			return
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, &jobs.Error{Code: jobs.Unavailable, Message: err.Error()})
+		return
+	}
+	if last == nil && !f.known && !s.awaitFirst(ctx, id, live) {
+		if ctx.Err() == nil {
+			writeError(w, http.StatusNotFound, &jobs.Error{Code: jobs.NotFound, Field: "job_id", Message: "no job with this id is queued, running or remembered"})
 		}
-		first = d
+		return
 	}
 
 	h := w.Header()
@@ -97,56 +90,94 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, f fol
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	h.Set("X-Job-Id", id)
-	sw := sseWriter{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout}
+	out := &sseStream{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout, sent: f.after}
 	w.WriteHeader(http.StatusOK)
-	if err := sw.flush(); err != nil {
+	if err := out.flush(); err != nil {
+		s.dropped(id, err)
 		return
+	}
+	if last != nil {
+		done, err := s.replay(ctx, id, last.Sequence, out.send)
+		if err != nil || done {
+			if err != nil && ctx.Err() == nil {
+				s.dropped(id, err)
+			}
+			return
+		}
 	}
 	heartbeat := time.NewTicker(s.cfg.Heartbeat)
 	defer heartbeat.Stop()
 	for {
-		d := first
-		first = nil
-		if d == nil {
-			select {
-			case <-ctx.Done():
-				s.clientGone(id, f)
-				return
-			case <-heartbeat.C:
-				if err := sw.send([]byte(": ping\n\n")); err != nil {
+		batch, behind := live.take()
+		for _, d := range batch {
+			if done, err := out.send(d); err != nil || done {
+				if err != nil {
 					s.dropped(id, err)
-					return
 				}
-				continue
-			case got := <-events:
-				d = &got
+				return
 			}
 		}
-		if d.head.Seq > f.after {
-			if err := sw.send(frame(d)); err != nil {
+		if behind {
+			s.dropped(id, errors.New("more than 4096 events behind"))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			s.clientGone(id, f)
+			return
+		case <-heartbeat.C:
+			if err := out.write([]byte(": ping\n\n")); err != nil {
 				s.dropped(id, err)
 				return
 			}
-		}
-		if d.head.Type.Terminal() {
-			return
+		case <-live.wake:
 		}
 	}
 }
 
+// replay hands the job's stored events, up to the stream sequence through,
+// to send, until send says the stream is done.
+func (s *Server) replay(ctx context.Context, id string, through uint64, send func(delivery) (bool, error)) (bool, error) {
+	st, err := s.stream(ctx, jobs.EventsStream)
+	if err != nil {
+		return false, err
+	}
+	subject := jobs.EventsSubject(id)
+	for seq := uint64(1); seq <= through; {
+		msg, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return false, nil // aged out meanwhile
+		}
+		if err != nil {
+			return false, err
+		}
+		if msg.Sequence > through {
+			return false, nil
+		}
+		d := delivery{data: msg.Data}
+		if json.Unmarshal(d.data, &d.head) == nil && d.head.Seq > 0 {
+			if done, err := send(d); err != nil || done {
+				return done, err
+			}
+		}
+		seq = msg.Sequence + 1
+	}
+	return false, nil
+}
+
 // awaitFirst waits NotFoundWait for a job that is not known yet to show its
 // first event, or to turn up in the queue.
-func (s *Server) awaitFirst(ctx context.Context, id string, events <-chan delivery) (bool, *delivery) {
+func (s *Server) awaitFirst(ctx context.Context, id string, live *follower) bool {
 	wait := time.NewTimer(s.cfg.NotFoundWait)
 	defer wait.Stop()
 	select {
-	case d := <-events:
-		return true, &d
+	case <-live.wake:
+		return true // the stream takes the news from the queue
 	case <-ctx.Done():
-		return false, nil
+		return false
 	case <-wait.C:
 		queued, err := s.queued(ctx, id)
-		return err == nil && queued, nil
+		return err == nil && queued
 	}
 }
 
@@ -168,41 +199,6 @@ func (s *Server) dropped(id string, err error) {
 	s.log.Warn().Err(err).Str("job_id", id).Dur("write_timeout", s.cfg.WriteTimeout).Msg("slow client dropped")
 }
 
-// subscribe replays the job's events from the stream's start through an
-// ordered consumer on the shared connection. stop ends it and waits until
-// no message handler runs any more.
-func (s *Server) subscribe(ctx context.Context, id string) (<-chan delivery, func(), error) {
-	cons, err := s.js.OrderedConsumer(ctx, jobs.EventsStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{jobs.EventsSubject(id)},
-		InactiveThreshold: time.Minute,
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	ch := make(chan delivery, 16)
-	done := make(chan struct{})
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		d := delivery{data: m.Data()}
-		if err := json.Unmarshal(d.data, &d.head); err != nil || d.head.Seq == 0 {
-			s.log.Warn().Str("job_id", id).Str("subject", m.Subject()).Msg("skipping a message that is not an event")
-			return
-		}
-		select {
-		case ch <- d:
-		case <-done:
-		}
-	}, jetstream.PullMaxMessages(64))
-	if err != nil {
-		return nil, nil, err
-	}
-	stop := func() {
-		close(done)
-		cc.Stop()
-		<-cc.Closed()
-	}
-	return ch, stop, nil
-}
-
 // frame encodes one event as an SSE message.
 func frame(d *delivery) []byte {
 	var b bytes.Buffer
@@ -219,27 +215,42 @@ func frame(d *delivery) []byte {
 	return b.Bytes()
 }
 
-// sseWriter writes to a client within a bound, so that a client that does
-// not read is dropped instead of holding its handler.
-type sseWriter struct {
+// sseStream writes a job's events to one client, each within a bound, so
+// that a client that does not read is dropped instead of holding its
+// handler; it skips the events the client already has.
+type sseStream struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
 	timeout time.Duration
+	// sent is the last event id the client has.
+	sent uint64
 }
 
-func (sw sseWriter) send(b []byte) error {
-	if err := sw.rc.SetWriteDeadline(time.Now().Add(sw.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return err
+// send writes an event the client does not have yet, and reports whether
+// it was the terminal one.
+func (out *sseStream) send(d delivery) (bool, error) {
+	if d.head.Seq > out.sent {
+		if err := out.write(frame(&d)); err != nil {
+			return false, err
+		}
+		out.sent = d.head.Seq
 	}
-	if _, err := sw.w.Write(b); err != nil {
-		return err
-	}
-	return sw.flush()
+	return d.head.Type.Terminal(), nil
 }
 
-func (sw sseWriter) flush() error {
-	if err := sw.rc.SetWriteDeadline(time.Now().Add(sw.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+func (out *sseStream) write(b []byte) error {
+	if err := out.rc.SetWriteDeadline(time.Now().Add(out.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
-	return sw.rc.Flush()
+	if _, err := out.w.Write(b); err != nil {
+		return err
+	}
+	return out.flush()
+}
+
+func (out *sseStream) flush() error {
+	if err := out.rc.SetWriteDeadline(time.Now().Add(out.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return out.rc.Flush()
 }

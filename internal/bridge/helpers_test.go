@@ -67,6 +67,7 @@ func newHarness(t testing.TB, natsURL string, cfg bridge.Config) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, natsURL: natsURL, nc: nc, js: js, closed: map[string]chan struct{}{}}
+	t.Cleanup(srv.Close)
 	ts := httptest.NewUnstartedServer(srv)
 	ts.Config.ConnState = func(c net.Conn, state http.ConnState) {
 		if state == http.StateClosed || state == http.StateHijacked {

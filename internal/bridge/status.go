@@ -119,10 +119,10 @@ func (s *Server) jobStatus(ctx context.Context, id string) (JobStatus, error) {
 		jobs.Header
 		StopReason jobs.StopReason `json:"stop_reason"`
 	}
-	if err := json.Unmarshal(last, &ev); err != nil {
+	if err := json.Unmarshal(last.Data, &ev); err != nil {
 		return st, fmt.Errorf("the last event of job %s: %w", id, err)
 	}
-	st.LastSeq, st.LastEvent = ev.Seq, last
+	st.LastSeq, st.LastEvent = ev.Seq, last.Data
 	switch {
 	case ev.Type == jobs.TypeError:
 		st.Status = StatusFailed
@@ -136,17 +136,8 @@ func (s *Server) jobStatus(ctx context.Context, id string) (JobStatus, error) {
 	return st, nil
 }
 
-// exists reports whether the job has shown an event or waits in the queue.
-func (s *Server) exists(ctx context.Context, id string) (bool, error) {
-	last, err := s.lastEvent(ctx, id)
-	if err != nil || last != nil {
-		return last != nil, err
-	}
-	return s.queued(ctx, id)
-}
-
-// lastEvent is the job's last event, nil when it has none.
-func (s *Server) lastEvent(ctx context.Context, id string) ([]byte, error) {
+// lastEvent is the job's last stored event, nil when it has none.
+func (s *Server) lastEvent(ctx context.Context, id string) (*jetstream.RawStreamMsg, error) {
 	st, err := s.stream(ctx, jobs.EventsStream)
 	if err != nil {
 		return nil, err
@@ -158,7 +149,7 @@ func (s *Server) lastEvent(ctx context.Context, id string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the last event of job %s: %w", id, err)
 	}
-	return msg.Data, nil
+	return msg, nil
 }
 
 // queued reports whether the job waits in the work queue (or is being
