@@ -222,3 +222,34 @@ func TestDisconnectLeavesTheJobWhenAsked(t *testing.T) {
 	data, _ := json.Marshal(end)
 	t.Logf("end: %s", data)
 }
+
+func TestConcurrentJobsEachStreamHasItsOwn(t *testing.T) {
+	h := startBridge(t, bridge.Config{})
+	testutil.StartWorker(t, h.natsURL)
+	const n = 6 // more than the worker's 4 slots: two wait their turn
+	type result struct {
+		id  string
+		evs []sse
+		err error
+	}
+	results := make(chan result, n)
+	for i := range n {
+		id := fmt.Sprintf("many%d", i)
+		_, r := h.postStream(context.Background(), http.DefaultClient, `{"job_id":"`+id+`","prompt":"Once upon a time","max_tokens":50}`)
+		go func() {
+			evs, err := r.all()
+			results <- result{id, evs, err}
+		}()
+	}
+	for range n {
+		res := <-results
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		checkSequence(t, res.evs, res.id, 1)
+		evs := decodeAll(t, res.evs)
+		if end, ok := evs[len(evs)-1].(*jobs.End); !ok || end.TokensOut == 0 {
+			t.Fatalf("%s ended with %T %+v", res.id, evs[len(evs)-1], evs[len(evs)-1])
+		}
+	}
+}

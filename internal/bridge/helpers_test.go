@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -233,22 +234,31 @@ func (r *sseReader) next() (sse, error) {
 	}
 }
 
-// events reads events (skipping comments) until the stream closes.
-func (r *sseReader) events(t testing.TB) []sse {
-	t.Helper()
+// all reads events (skipping comments) until the stream closes.
+func (r *sseReader) all() ([]sse, error) {
 	var got []sse
 	for {
 		m, err := r.next()
 		if err == io.EOF {
-			return got
+			return got, nil
 		}
 		if err != nil {
-			t.Fatalf("reading the stream after %d events: %v", len(got), err)
+			return got, fmt.Errorf("reading the stream after %d events: %w", len(got), err)
 		}
 		if m.Comment == "" {
 			got = append(got, m)
 		}
 	}
+}
+
+// events is all, for the test's goroutine.
+func (r *sseReader) events(t testing.TB) []sse {
+	t.Helper()
+	got, err := r.all()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }
 
 // openStream GETs a job's events and checks the answer is a stream.

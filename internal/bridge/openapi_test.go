@@ -157,8 +157,8 @@ func TestResponsesConformToOpenAPI(t *testing.T) {
 	c.check(true, http.MethodGet, "/v1/jobs/bad/events", "")
 	c.check(true, http.MethodGet, "/v1/jobs/bad", "")
 
-	// A POST that streams: the job's events come once a worker publishes them.
-	go h.script("streamed").started().token("x").end(jobs.StopMaxTokens)
+	// A POST that streams (its events stored ahead, so that it ends).
+	h.script("streamed").started().token("x").end(jobs.StopMaxTokens)
 	c.check(true, http.MethodPost, "/v1/jobs", `{"job_id":"streamed","prompt":"Once"}`, "Content-Type", "application/json", "Accept", "text/event-stream")
 
 	if err := h.js.DeleteStream(context.Background(), jobs.QueueStream); err != nil {

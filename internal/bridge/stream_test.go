@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -183,20 +184,8 @@ func TestJobThatShowsUpDuringTheWaitIsStreamed(t *testing.T) {
 			done <- result{err: errors.New(resp.Status)}
 			return
 		}
-		var evs []sse
-		r := newSSEReader(resp.Body)
-		for {
-			m, err := r.next()
-			if err == io.EOF {
-				done <- result{evs: evs}
-				return
-			}
-			if err != nil {
-				done <- result{err: err}
-				return
-			}
-			evs = append(evs, m)
-		}
+		evs, err := newSSEReader(resp.Body).all()
+		done <- result{evs: evs, err: err}
 	}()
 	// Publish only once the bridge follows the job: its consumer exists.
 	waitFor(t, "the bridge's consumer on JOB_EVENTS", func() bool {
@@ -290,5 +279,53 @@ func TestStreamNeedsEventsStream(t *testing.T) {
 	resp, body := h.do(http.MethodGet, "/v1/jobs/x/events", "")
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("got %s %s; want 503", resp.Status, body)
+	}
+}
+
+func TestJoinWhileEventsFlowLosesNothing(t *testing.T) {
+	h := startBridge(t, bridge.Config{})
+	const tokens, clients = 400, 16
+	s := h.script("flow").started()
+	// Clients join at spread points of a job whose events keep coming: each
+	// gets the stored ones, then the live ones, without a gap or a repeat.
+	type result struct {
+		evs []sse
+		err error
+	}
+	results := make(chan result, clients)
+	for i := range tokens {
+		if i%(tokens/clients) == 0 {
+			resume := i % 3 // some resume after an event they have
+			go func() {
+				req, _ := http.NewRequest(http.MethodGet, h.URL+"/v1/jobs/flow/events", nil)
+				if resume > 0 {
+					req.Header.Set("Last-Event-ID", strconv.Itoa(resume))
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					results <- result{err: err}
+					return
+				}
+				defer resp.Body.Close()
+				evs, err := newSSEReader(resp.Body).all()
+				results <- result{evs: evs, err: err}
+			}()
+		}
+		s.token("t")
+	}
+	s.end(jobs.StopMaxTokens)
+	for range clients {
+		res := <-results
+		if res.err != nil {
+			t.Fatal(res.err)
+		}
+		if len(res.evs) == 0 {
+			t.Fatal("a client got nothing")
+		}
+		first := res.evs[0].ID
+		checkSequence(t, res.evs, "flow", first)
+		if first > 3 || res.evs[len(res.evs)-1].Type != "end" || res.evs[len(res.evs)-1].ID != tokens+2 {
+			t.Fatalf("a client got ids %d to %d; want from its resume point to the end (%d)", first, res.evs[len(res.evs)-1].ID, tokens+2)
+		}
 	}
 }
