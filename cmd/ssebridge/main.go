@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -68,10 +69,14 @@ func run(ctx context.Context, opts bridge.Options, log zerolog.Logger) error {
 		return err
 	}
 	defer srv.Close()
-	hs := &http.Server{Addr: opts.Listen, Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.ListenAndServe() }()
-	log.Info().Str("listen", opts.Listen).Str("nats", opts.NATSURL).Msg("ssebridge ready")
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info().Str("listen", ln.Addr().String()).Str("nats", opts.NATSURL).Msg("ssebridge ready")
 	select {
 	case err := <-errc:
 		return err
