@@ -107,11 +107,11 @@ func (j *job) reject(err error) {
 // a cancel for it waits in the cancel stream, or the stream is unreadable.
 func (j *job) open(ctx context.Context) bool {
 	// Both reads at once: they stand between the job and its first token.
-	cancelled := make(chan bool, 1)
-	go func() { cancelled <- j.w.cancelWaiting(ctx, j.req.JobID) }()
+	cancelRead := make(chan bool, 1)
+	go func() { cancelRead <- j.w.cancelWaiting(ctx, j.req.JobID) }()
 	wasCancelled := func() bool {
-		c := <-cancelled
-		cancelled <- c
+		c := <-cancelRead
+		cancelRead <- c
 		return c
 	}
 	for range 3 {
@@ -197,7 +197,9 @@ func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt en
 		j.seed = *p.Seed
 	}
 	opened := make(chan bool, 1)
-	go func() { opened <- j.open(ctx) }()
+	// A cancel that comes while open works is the generation's to answer:
+	// open itself finishes its reads and writes.
+	go func() { opened <- j.open(context.WithoutCancel(ctx)) }()
 	tell := func(n jobs.Narration) { j.w.tell.Tell(n, j.pub) }
 	waited, ok := false, false
 	proceed := func() bool {
