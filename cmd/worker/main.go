@@ -9,9 +9,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -106,7 +108,15 @@ func connect(opts worker.Options, log zerolog.Logger) (*nats.Conn, *server.Serve
 	url := opts.NATSURL
 	if url == "" {
 		var err error
-		srv, err = natsserver.Start(natsserver.Config{Port: natsserver.DefaultPort, StoreDir: opts.DataDir})
+		host, port, err := net.SplitHostPort(opts.EmbeddedListen)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-embedded-listen %q: %w", opts.EmbeddedListen, err)
+		}
+		portNum, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-embedded-listen %q: bad port", opts.EmbeddedListen)
+		}
+		srv, err = natsserver.Start(natsserver.Config{Host: host, Port: portNum, StoreDir: opts.DataDir})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -149,7 +159,7 @@ func drain(nc *nats.Conn) {
 
 func natsTarget(opts worker.Options) string {
 	if opts.NATSURL == "" {
-		return fmt.Sprintf("embedded %s:%d", natsserver.DefaultHost, natsserver.DefaultPort)
+		return "embedded " + opts.EmbeddedListen
 	}
 	return opts.NATSURL
 }

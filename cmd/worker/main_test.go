@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -167,5 +168,54 @@ func TestWorkerLifecycle(t *testing.T) {
 	}
 	if !slices.Contains(onStdout, "inference_complete") || slices.Contains(onSubject, "inference_complete") {
 		t.Errorf("per-request narration: stdout %v, lifecycle %v", onStdout, onSubject)
+	}
+}
+
+func freePort(t *testing.T) (string, net.Listener) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Addr().String(), l
+}
+
+// With no -nats the worker embeds a JetStream server that others reach.
+func TestEmbeddedServer(t *testing.T) {
+	addr, l := freePort(t)
+	l.Close()
+	cmd := workerCmd("-model", testutil.ModelPath(t), "-threads", "1", "-ctx-size", "256",
+		"-embedded-listen", addr, "-data-dir", t.TempDir())
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() && !bytes.Contains(lines.Bytes(), []byte(`"action":"ready"`)) {
+	}
+	nc := testutil.Connect(t, "nats://"+addr)
+	js := testutil.JetStream(t, nc)
+	testutil.Submit(t, js, jobs.ExecuteSubject, map[string]any{"job_id": "embedded", "prompt": "Once", "max_tokens": 4})
+	if events := testutil.Events(t, js, "embedded", 30*time.Second); len(events) < 4 {
+		t.Errorf("events %+v", events)
+	}
+	nc.Close()
+	cmd.Process.Signal(syscall.SIGTERM)
+	for lines.Scan() {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v", err)
+	}
+}
+
+func TestEmbeddedPortTaken(t *testing.T) {
+	addr, l := freePort(t)
+	defer l.Close()
+	cmd := workerCmd("-model", testutil.ModelPath(t), "-threads", "1", "-embedded-listen", addr, "-data-dir", t.TempDir())
+	out, _ := cmd.Output()
+	if cmd.ProcessState.ExitCode() != 1 || !bytes.Contains(out, []byte(`"action":"nats_connect_failed"`)) ||
+		!bytes.Contains(out, []byte("address already in use")) {
+		t.Errorf("exit %d, stdout:\n%s", cmd.ProcessState.ExitCode(), out)
 	}
 }

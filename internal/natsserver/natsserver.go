@@ -5,6 +5,8 @@ package natsserver
 
 import (
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -19,6 +21,7 @@ const (
 
 // Config says where the embedded server listens and stores.
 type Config struct {
+	// Host and Port default to 127.0.0.1:4222.
 	Host string
 	// Port -1 picks a free port (for tests).
 	Port     int
@@ -29,6 +32,17 @@ type Config struct {
 func Start(cfg Config) (*server.Server, error) {
 	if cfg.Host == "" {
 		cfg.Host = DefaultHost
+	}
+	if cfg.Port == 0 {
+		cfg.Port = DefaultPort
+	}
+	if cfg.Port > 0 {
+		// The server would only log a taken port, and we would wait for it.
+		l, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats server: %w", err)
+		}
+		l.Close()
 	}
 	opts := &server.Options{
 		ServerName: "embedded",
@@ -48,7 +62,7 @@ func Start(cfg Config) (*server.Server, error) {
 	go srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
-		return nil, fmt.Errorf("embedded nats server: not ready on %s:%d within 10s (is the port taken?)", cfg.Host, cfg.Port)
+		return nil, fmt.Errorf("embedded nats server: not ready on %s:%d within 10s", cfg.Host, cfg.Port)
 	}
 	return srv, nil
 }

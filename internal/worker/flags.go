@@ -19,6 +19,8 @@ type Options struct {
 	NATSURL string
 	// DataDir holds the embedded server's JetStream store.
 	DataDir string
+	// EmbeddedListen is where the embedded server listens.
+	EmbeddedListen string
 	// Log is "auto" (console on a terminal, JSON otherwise), "json" or
 	// "console".
 	Log    string
@@ -28,18 +30,19 @@ type Options struct {
 
 // flagEnv names the environment variable behind each flag.
 var flagEnv = map[string]string{
-	"model":          "MODEL_PATH",
-	"nats":           "NATS_URL",
-	"data-dir":       "DATA_DIR",
-	"worker-id":      "WORKER_ID",
-	"pool":           "WORKER_POOL",
-	"parallel":       "WORKER_PARALLEL",
-	"ctx-size":       "CTX_SIZE",
-	"threads":        "THREADS",
-	"flash-attn":     "FLASH_ATTN",
-	"drain-timeout":  "DRAIN_TIMEOUT",
-	"events-max-age": "EVENTS_MAX_AGE",
-	"log":            "LOG_FORMAT",
+	"model":           "MODEL_PATH",
+	"nats":            "NATS_URL",
+	"data-dir":        "DATA_DIR",
+	"embedded-listen": "EMBEDDED_LISTEN",
+	"worker-id":       "WORKER_ID",
+	"pool":            "WORKER_POOL",
+	"parallel":        "WORKER_PARALLEL",
+	"ctx-size":        "CTX_SIZE",
+	"threads":         "THREADS",
+	"flash-attn":      "FLASH_ATTN",
+	"drain-timeout":   "DRAIN_TIMEOUT",
+	"events-max-age":  "EVENTS_MAX_AGE",
+	"log":             "LOG_FORMAT",
 }
 
 // FlagSet defines the worker's flags on o: the binary's only definition of
@@ -48,6 +51,7 @@ func FlagSet(o *Options) *flag.FlagSet {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.StringVar(&o.Engine.ModelPath, "model", "", "GGUF model file")
 	fs.StringVar(&o.NATSURL, "nats", "", "NATS server URL; empty starts an embedded server with JetStream on 127.0.0.1:4222")
+	fs.StringVar(&o.EmbeddedListen, "embedded-listen", "127.0.0.1:4222", "where the embedded NATS server listens (with an empty -nats)")
 	fs.StringVar(&o.DataDir, "data-dir", "data/nats", "the embedded server's JetStream store")
 	fs.StringVar(&o.WorkerID, "worker-id", "", "this worker's id (default: host name and a random suffix)")
 	fs.StringVar(&o.Pool, "pool", "", "take jobs from jobs.execute.<pool> instead of jobs.execute")
