@@ -1,6 +1,10 @@
 # Builds both binaries: the worker (llama.cpp through cgo) and the SSE bridge.
 #   docker build -t llmworker .
 FROM golang:1.26-bookworm AS build
+# llama.cpp's vendored headers that the Go module download leaves out (the
+# Makefile's BUILD_PACKAGES).
+RUN apt-get update && apt-get install -y --no-install-recommends nlohmann-json3-dev libstb-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

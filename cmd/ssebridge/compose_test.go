@@ -136,6 +136,32 @@ func TestComposeFile(t *testing.T) {
 	}
 }
 
+func TestDockerfileInstallsTheBuildPackages(t *testing.T) {
+	root := testutil.RepoRoot()
+	makefile, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dockerfile, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var packages []string
+	for line := range strings.Lines(string(makefile)) {
+		if v, ok := strings.CutPrefix(line, "BUILD_PACKAGES :="); ok {
+			packages = strings.Fields(v)
+		}
+	}
+	if len(packages) == 0 {
+		t.Fatal("the Makefile names no BUILD_PACKAGES")
+	}
+	for _, p := range packages {
+		if !strings.Contains(string(dockerfile), " "+p) {
+			t.Errorf("the Dockerfile does not install %s, which the build needs", p)
+		}
+	}
+}
+
 func sameFile(a, b string) bool {
 	fa, errA := os.Stat(a)
 	fb, errB := os.Stat(b)

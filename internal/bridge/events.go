@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -91,16 +92,24 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, f fol
 	h.Set("X-Accel-Buffering", "no")
 	h.Set("X-Job-Id", id)
 	out := &sseStream{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout, sent: f.after}
+	// gone ends a stream cut short: by the client leaving, or by the bridge
+	// dropping a client that does not keep up.
+	gone := func(err error) {
+		if ctx.Err() != nil {
+			s.clientGone(id, f)
+		} else {
+			s.dropped(id, err)
+		}
+	}
 	w.WriteHeader(http.StatusOK)
 	if err := out.flush(); err != nil {
-		s.dropped(id, err)
+		gone(err)
 		return
 	}
 	if last != nil {
-		done, err := s.replay(ctx, id, last.Sequence, out.send)
-		if err != nil || done {
-			if err != nil && ctx.Err() == nil {
-				s.dropped(id, err)
+		if done, err := s.replay(ctx, id, last.Sequence, out.send); err != nil || done {
+			if err != nil {
+				gone(err)
 			}
 			return
 		}
@@ -112,22 +121,22 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, f fol
 		for _, d := range batch {
 			if done, err := out.send(d); err != nil || done {
 				if err != nil {
-					s.dropped(id, err)
+					gone(err)
 				}
 				return
 			}
 		}
 		if behind {
-			s.dropped(id, errors.New("more than 4096 events behind"))
+			gone(fmt.Errorf("more than %d events behind", maxQueued))
 			return
 		}
 		select {
 		case <-ctx.Done():
-			s.clientGone(id, f)
+			gone(ctx.Err())
 			return
 		case <-heartbeat.C:
 			if err := out.write([]byte(": ping\n\n")); err != nil {
-				s.dropped(id, err)
+				gone(err)
 				return
 			}
 		case <-live.wake:
