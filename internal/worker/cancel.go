@@ -29,9 +29,9 @@ func (w *Worker) onCancel(msg *nats.Msg) {
 		cancel(errCancelled)
 		return
 	}
-	w.jobs.Add(1)
+	w.answers.Add(1)
 	go func() {
-		defer w.jobs.Done()
+		defer w.answers.Done()
 		w.cancelQueued(jobID)
 	}()
 }

@@ -66,7 +66,8 @@ type Worker struct {
 
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc
-	jobs    sync.WaitGroup
+	jobs    sync.WaitGroup // running jobs
+	answers sync.WaitGroup // answers to cancels of jobs not running here
 }
 
 // New makes a worker. life receives lifecycle narration (besides stdout).
@@ -122,7 +123,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("subscribe to cancels: %w", err)
 	}
-	defer sub.Unsubscribe()
+	defer w.answers.Wait()
+	defer sub.Unsubscribe() // first: no new answers once drained
 
 	info := w.engine.Info()
 	w.tell.Tell(narration.Subscribe(jobs.ExecuteSubjectFor(w.cfg.Pool), jobs.ConsumerName(w.cfg.Pool)), w.life)
