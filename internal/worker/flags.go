@@ -41,6 +41,7 @@ var flagEnv = map[string]string{
 	"threads":         "THREADS",
 	"flash-attn":      "FLASH_ATTN",
 	"drain-timeout":   "DRAIN_TIMEOUT",
+	"progress-every":  "PROGRESS_EVERY",
 	"events-max-age":  "EVENTS_MAX_AGE",
 	"log":             "LOG_FORMAT",
 }
@@ -59,6 +60,7 @@ func FlagSet(o *Options) *flag.FlagSet {
 	fs.IntVar(&o.Engine.ContextSize, "ctx-size", engine.DefaultContextSize, "context of each job, in tokens (prompt plus generation)")
 	fs.IntVar(&o.Engine.Threads, "threads", engine.DefaultThreads(), "llama.cpp threads; keep it at or below the free cores")
 	fs.BoolVar(&o.Engine.FlashAttention, "flash-attn", false, "use llama.cpp's flash attention (helps on GPUs; slower on CPU)")
+	fs.IntVar(&o.ProgressEvery, "progress-every", DefaultProgressEvery, "tokens between token_progress narration events")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "on shutdown, how long running jobs may finish before they are handed back")
 	fs.DurationVar(&o.EventsMaxAge, "events-max-age", jobs.DefaultEventsMaxAge, "how long the events stream keeps a job's events for replay")
 	fs.StringVar(&o.Log, "log", "auto", "stdout format: auto, json or console")
@@ -84,6 +86,8 @@ func ParseFlags(args []string, getenv func(string) string, output io.Writer) (Op
 		return o, fmt.Errorf("-ctx-size %d: must be at least 16", o.Engine.ContextSize)
 	case o.Engine.Threads < 1:
 		return o, fmt.Errorf("-threads %d: must be at least 1", o.Engine.Threads)
+	case o.ProgressEvery < 1:
+		return o, fmt.Errorf("-progress-every %d: must be at least 1", o.ProgressEvery)
 	case o.Log != "auto" && o.Log != "json" && o.Log != "console":
 		return o, fmt.Errorf("-log %q: must be auto, json or console", o.Log)
 	}
