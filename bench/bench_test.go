@@ -211,6 +211,7 @@ func BenchmarkPaths(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(br.Close)
 	hs := httptest.NewServer(br)
 	b.Cleanup(hs.Close)
 

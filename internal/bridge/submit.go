@@ -83,12 +83,6 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 func decodeSubmission(body []byte, correlationID string) (submission, error) {
 	var sub submission
 	if err := jobs.DecodeStrict(body, &sub); err != nil {
-		// encoding/json names a promoted field by its path through the
-		// embedded struct; the client knows it by its JSON name.
-		var e *jobs.Error
-		if errors.As(err, &e) {
-			e.Field = strings.TrimPrefix(e.Field, "Request.")
-		}
 		return sub, err
 	}
 	if sub.Pool != "" && !jobs.ValidJobID(sub.Pool) {

@@ -127,7 +127,10 @@ func decodeError(err error) *Error {
 		if typeErr.Field == "" {
 			return invalid("", "request must be a JSON object, not %s", typeErr.Value)
 		}
-		return invalid(typeErr.Field, "must be %s, not %s", describeType(typeErr.Type.String()), typeErr.Value)
+		// A field promoted from an embedded struct comes as its Go path
+		// ("Request.prompt"); the client knows it by its JSON name.
+		field := typeErr.Field[strings.LastIndexByte(typeErr.Field, '.')+1:]
+		return invalid(field, "must be %s, not %s", describeType(typeErr.Type.String()), typeErr.Value)
 	case errors.As(err, &syntaxErr):
 		return invalid("", "request is not valid JSON: %v (at byte %d)", err, syntaxErr.Offset)
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):

@@ -142,3 +142,17 @@ func TestEventRoundTrip(t *testing.T) {
 		t.Error("an unknown event type decoded")
 	}
 }
+
+// A wrapper that embeds Request (as the bridge's does) hears of its fields
+// by their JSON names.
+func TestDecodeStrictNamesPromotedFields(t *testing.T) {
+	var wrapper struct {
+		Request
+		Pool string `json:"pool"`
+	}
+	err := DecodeStrict([]byte(`{"job_id":"a","prompt":7}`), &wrapper)
+	var e *Error
+	if !errors.As(err, &e) || e.Field != "prompt" {
+		t.Errorf("err %v, want field prompt", err)
+	}
+}
