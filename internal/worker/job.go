@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -101,44 +102,50 @@ func (j *job) reject(err error) {
 	j.settle(nil)
 }
 
-// open checks the job's history and opens its events with started. It
-// returns false, having settled the message, when the job must not run: it
-// already ended (a duplicate, or cancelled by another worker while queued),
-// a cancel for it waits in the cancel stream, or the stream is unreadable.
+// open opens the job's events with started. It returns false, having
+// settled the message, when the job must not run: it already ended (a
+// duplicate, or cancelled by another worker while queued), a cancel for it
+// waits in the cancel stream, or the stream is unreadable.
+//
+// A job delivered for the first time most likely has no events: started is
+// published on that bet (the stream refuses it if the subject is not
+// empty), and the history is read only when the bet fails or the job comes
+// again. The cancel stream is read meanwhile. Both stand between the job
+// and its first token.
 func (j *job) open(ctx context.Context) bool {
-	// Both reads at once: they stand between the job and its first token.
 	cancelRead := make(chan bool, 1)
 	go func() { cancelRead <- j.w.cancelWaiting(ctx, j.req.JobID) }()
-	wasCancelled := func() bool {
-		c := <-cancelRead
-		cancelRead <- c
-		return c
-	}
+	cancelled := sync.OnceValue(func() bool { return <-cancelRead })
+	defer cancelled() // the read ends before open does
+
+	fresh := j.attempt() == 1
 	for range 3 {
-		var err error
-		if j.hist, err = lastEvent(ctx, j.w.events, j.req.JobID); err != nil {
-			wasCancelled()
-			j.settle(err)
-			return false
+		if !fresh {
+			var err error
+			if j.hist, err = lastEvent(ctx, j.w.events, j.req.JobID); err != nil {
+				j.settle(err)
+				return false
+			}
+			if j.hist.terminal {
+				j.w.log.Info().Str("job_id", j.req.JobID).Msg("job already ended (a duplicate, or cancelled while queued); dropping it")
+				j.msg.Ack()
+				return false
+			}
 		}
-		if j.hist.terminal {
-			j.w.log.Info().Str("job_id", j.req.JobID).Msg("job already ended (a duplicate, or cancelled while queued); dropping it")
-			wasCancelled()
-			j.msg.Ack()
-			return false
-		}
+		fresh = false
 		j.pub = newPublisher(j.w.js, j.req.JobID, j.hist)
-		cancelled := wasCancelled()
-		first := jobs.Event(j.started())
-		if cancelled {
-			first = j.end(engine.Result{}, jobs.StopCancelled)
-		}
-		err = j.pub.publish(ctx, first)
+		err := j.pub.publish(ctx, j.started())
 		if errors.Is(err, errRaced) {
-			continue // someone wrote first: look again
+			continue // the subject is not as we thought: read it
 		}
-		if err != nil || cancelled {
+		if err != nil {
 			j.settle(err)
+			return false
+		}
+		if cancelled() {
+			// Cancelled while no worker was there to hear it.
+			j.pub.publish(ctx, j.end(engine.Result{}, jobs.StopCancelled))
+			j.settle(nil)
 			return false
 		}
 		return true
@@ -147,17 +154,21 @@ func (j *job) open(ctx context.Context) bool {
 	return false
 }
 
-func (j *job) started() *jobs.Started {
-	attempt := 1
+// attempt counts the deliveries of the job's message, this one included.
+func (j *job) attempt() int {
 	if meta, err := j.msg.Metadata(); err == nil {
-		attempt = int(meta.NumDelivered)
+		return int(meta.NumDelivered)
 	}
+	return 1
+}
+
+func (j *job) started() *jobs.Started {
 	info := j.w.engine.Info()
 	return &jobs.Started{
 		Header:   jobs.Header{Type: jobs.TypeStarted},
 		Model:    info.Name,
 		WorkerID: j.w.cfg.WorkerID, CorrelationID: j.say.CorrelationID,
-		Seed: j.seed, Attempt: attempt,
+		Seed: j.seed, Attempt: j.attempt(),
 	}
 }
 

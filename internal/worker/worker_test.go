@@ -255,7 +255,7 @@ func TestCancelWhileRunning(t *testing.T) {
 }
 
 // A cancel sent while no worker runs waits in the cancel stream; the worker
-// that takes the job later ends it at once.
+// that takes the job later ends it at once, before any token.
 func TestCancelWhileQueuedWithNoWorker(t *testing.T) {
 	e := setup(t)
 	testutil.Submit(t, e.js, jobs.ExecuteSubject, greedyJob("queued", "Once", 50))
@@ -264,8 +264,8 @@ func TestCancelWhileQueuedWithNoWorker(t *testing.T) {
 	}
 	testutil.StartWorker(t, e.url)
 	s := summarize(t, testutil.Events(t, e.js, "queued", 30*time.Second))
-	if len(s.events) != 1 || s.end(t).StopReason != jobs.StopCancelled {
-		t.Errorf("events %+v, want one CANCELLED end", s.events)
+	if _, ok := s.events[0].(*jobs.Started); !ok || len(s.events) != 2 || s.end(t).StopReason != jobs.StopCancelled {
+		t.Errorf("events %+v, want started and a CANCELLED end", s.events)
 	}
 }
 
