@@ -49,15 +49,24 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if st, ok := s.lookup(w, r, id); ok {
+		writeJSON(w, http.StatusOK, st)
+	}
+}
+
+// lookup reads a job's status, or answers 404 for an unknown job and 503
+// when NATS cannot tell.
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request, id string) (JobStatus, bool) {
 	st, err := s.jobStatus(r.Context(), id)
 	switch {
 	case errors.Is(err, errUnknownJob):
 		writeError(w, http.StatusNotFound, &jobs.Error{Code: jobs.NotFound, Field: "job_id", Message: "no job with this id is queued, running or remembered"})
+		return st, false
 	case err != nil:
 		writeError(w, http.StatusServiceUnavailable, &jobs.Error{Code: jobs.Unavailable, Message: err.Error()})
-	default:
-		writeJSON(w, http.StatusOK, st)
+		return st, false
 	}
+	return st, true
 }
 
 // cancel serves DELETE /v1/jobs/{job_id}: it stores a cancel on
@@ -68,13 +77,9 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	st, err := s.jobStatus(r.Context(), id)
+	st, ok := s.lookup(w, r, id)
 	switch {
-	case errors.Is(err, errUnknownJob):
-		writeError(w, http.StatusNotFound, &jobs.Error{Code: jobs.NotFound, Field: "job_id", Message: "no job with this id is queued, running or remembered"})
-		return
-	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, &jobs.Error{Code: jobs.Unavailable, Message: err.Error()})
+	case !ok:
 		return
 	case st.Status != StatusQueued && st.Status != StatusRunning:
 		writeError(w, http.StatusConflict, &jobs.Error{Code: jobs.Conflict, Field: "job_id", Message: fmt.Sprintf("the job is already %s", st.Status)})
