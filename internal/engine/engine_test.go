@@ -183,3 +183,47 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// A prompt that repeats the start of a slot's last generation reuses that
+// part of its KV cache, and generates exactly what a fresh engine does.
+func TestPromptCache(t *testing.T) {
+	load := func(parallel int) *Engine {
+		e, err := Load(Config{ModelPath: testutil.ModelPath(t), Parallel: parallel, ContextSize: 256, Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(e.Close)
+		return e
+	}
+	run := func(e *Engine, prompt string) (string, Result, [3]int) {
+		p, _ := e.Tokenize(prompt)
+		var text strings.Builder
+		var slot [3]int
+		res, err := e.Generate(context.Background(), Request{Prompt: p, MaxTokens: 30, Sampling: Sampling{TopP: 1}}, Hooks{
+			Slot:  func(s, reused, cleared int) { slot = [3]int{s, reused, cleared} },
+			Piece: func(s string, _ int) { text.WriteString(s) },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return text.String(), res, slot
+	}
+	e := load(2)
+	first, res, _ := run(e, "Once upon a time")
+	if res.PromptCached != 0 {
+		t.Errorf("a fresh engine reused %d tokens", res.PromptCached)
+	}
+	again, res2, slot := run(e, "Once upon a time")
+	if again != first || res2.PromptCached != res.PromptTokens-1 || slot[1] != res2.PromptCached || slot[2] == 0 {
+		t.Errorf("repeat: %q cached %d of %d, slot %v; want %q", again, res2.PromptCached, res2.PromptTokens, slot, first)
+	}
+	longer := "Once upon a time, there was a big dog"
+	got, res3, _ := run(e, longer)
+	if res3.PromptCached == 0 {
+		t.Errorf("a prompt that extends the last one reused nothing")
+	}
+	want, _, _ := run(load(1), longer)
+	if got != want {
+		t.Errorf("with reused cache:\n%q\nfresh:\n%q", got, want)
+	}
+}

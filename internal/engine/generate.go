@@ -48,6 +48,9 @@ func (r StopReason) String() string {
 // Result sums a generation up.
 type Result struct {
 	PromptTokens int
+	// PromptCached counts the prompt's tokens found in the slot's cache,
+	// left from the slot's previous generation, and not computed again.
+	PromptCached int
 	// Tokens counts the tokens the model generated; Pieces counts the texts
 	// handed to the caller (one per token, but text held back by a partial
 	// character or stop sequence comes out with a later token).
@@ -63,21 +66,23 @@ type Result struct {
 
 // Hooks receive a generation's progress on the caller's goroutine, in order.
 type Hooks struct {
-	// Slot is called when the generation gets a slot; reset says the slot's
-	// KV cache held an earlier sequence and was cleared.
-	Slot func(slot int, reset bool)
+	// Slot is called when the generation gets a slot: reused tokens of the
+	// slot's KV cache were kept (the prompt's prefix that the slot's last
+	// generation shares), cleared tokens of it were dropped.
+	Slot func(slot, reused, cleared int)
 	// Piece is called with each text, i counting from 0.
 	Piece func(text string, i int)
 }
 
 // update is what the decode loop tells a sequence's caller.
 type update struct {
-	slot  int
-	reset bool
-	text  string
-	i     int
-	final *Result
-	err   error
+	slot    int
+	reused  int
+	cleared int
+	text    string
+	i       int
+	final   *Result
+	err     error
 }
 
 // Generate runs one generation and calls hooks as it goes. It waits for a
@@ -121,7 +126,7 @@ func (e *Engine) Generate(ctx context.Context, req Request, hooks Hooks) (Result
 			}
 		default:
 			if hooks.Slot != nil {
-				hooks.Slot(u.slot, u.reset)
+				hooks.Slot(u.slot, u.reused, u.cleared)
 			}
 		}
 	}

@@ -20,7 +20,8 @@ type sequence struct {
 
 	slot    int
 	pending []int // tokens to feed: the prompt's rest, then the last sampled
-	nPast   int   // tokens already in the slot's KV cache
+	fed     []int // tokens in the slot's KV cache, reused or decoded
+	nPast   int   // len(fed)
 	iBatch  int   // the batch index of this step's logits, or -1
 	started time.Time
 }
@@ -38,14 +39,11 @@ func (e *Engine) run(batch *llama.Batch) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	slots := make([]*sequence, e.cfg.Parallel)
-	used := make([]bool, e.cfg.Parallel) // slot's KV cache holds an old sequence
+	cached := make([][]int, e.cfg.Parallel) // the tokens in each slot's KV cache
 	active := 0
 	for {
 		// Admit: block when idle, otherwise take what is waiting.
-		for i := range slots {
-			if slots[i] != nil {
-				continue
-			}
+		for active < len(slots) {
 			var seq *sequence
 			if active == 0 {
 				select {
@@ -62,12 +60,9 @@ func (e *Engine) run(batch *llama.Batch) {
 			if seq == nil {
 				break
 			}
-			if used[i] {
-				e.lc.KvCacheSeqRm(i, 0, -1)
-			}
-			seq.slot, seq.started, seq.iBatch = i, time.Now(), -1
-			seq.updates <- update{slot: i, reset: used[i]}
-			slots[i], used[i] = seq, true
+			i := bestSlot(slots, cached, seq.pending)
+			e.admit(seq, i, cached[i])
+			slots[i] = seq
 			active++
 		}
 
@@ -88,7 +83,7 @@ func (e *Engine) run(batch *llama.Batch) {
 		for i, seq := range slots {
 			if seq != nil && seq.ctx.Err() != nil {
 				e.finish(seq, StopCancelled, nil)
-				slots[i] = nil
+				slots[i], cached[i] = nil, seq.fed
 				active--
 			}
 		}
@@ -106,6 +101,7 @@ func (e *Engine) run(batch *llama.Batch) {
 			for j := range n {
 				batch.Add(seq.pending[j], nil, seq.nPast+j, last && j == n-1, seq.slot)
 			}
+			seq.fed = append(seq.fed, seq.pending[:n]...)
 			seq.iBatch = -1
 			if last {
 				seq.iBatch = batch.NumTokens() - 1
@@ -118,7 +114,8 @@ func (e *Engine) run(batch *llama.Batch) {
 			for i, seq := range slots {
 				if seq != nil {
 					e.finish(seq, 0, fmt.Errorf("decode: %w", err))
-					slots[i] = nil
+					e.lc.KvCacheSeqRm(i, 0, -1) // what it holds is unknown now
+					slots[i], cached[i] = nil, nil
 				}
 			}
 			active = 0
@@ -131,11 +128,53 @@ func (e *Engine) run(batch *llama.Batch) {
 			}
 			if reason, ok := e.sample(seq); ok {
 				e.finish(seq, reason, nil)
-				slots[i] = nil
+				slots[i], cached[i] = nil, seq.fed
 				active--
 			}
 		}
 	}
+}
+
+// bestSlot picks the free slot whose cache shares the longest prefix with
+// prompt, so a prompt that repeats an earlier one (a conversation, a system
+// prompt) skips what is already computed.
+func bestSlot(slots []*sequence, cached [][]int, prompt []int) int {
+	best, bestLen := -1, -1
+	for i, seq := range slots {
+		if seq != nil {
+			continue
+		}
+		if n := commonPrefix(cached[i], prompt); n > bestLen {
+			best, bestLen = i, n
+		}
+	}
+	return best
+}
+
+func commonPrefix(a, b []int) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
+}
+
+// admit puts seq in slot i, keeping the part of the slot's cache that its
+// prompt repeats and clearing the rest.
+func (e *Engine) admit(seq *sequence, i int, cached []int) {
+	keep := commonPrefix(cached, seq.pending)
+	if keep == len(seq.pending) {
+		keep-- // the prompt's last token is decoded again for its logits
+	}
+	if len(cached) > keep && !e.lc.KvCacheSeqRm(i, keep, -1) {
+		e.lc.KvCacheSeqRm(i, 0, -1) // this model's cache cannot be cut: clear it
+		keep = 0
+	}
+	seq.slot, seq.started, seq.iBatch = i, time.Now(), -1
+	seq.fed = append(make([]int, 0, len(seq.pending)+seq.maxTokens), seq.pending[:keep]...)
+	seq.nPast, seq.pending = keep, seq.pending[keep:]
+	seq.result.PromptCached = keep
+	seq.updates <- update{slot: i, reused: keep, cleared: len(cached) - keep}
 }
 
 // sample takes the next token of seq and says whether seq is done.

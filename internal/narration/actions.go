@@ -93,11 +93,19 @@ func (j Job) Tokenized(tokens int) jobs.Narration {
 	return n
 }
 
-// CacheReset: the slot's KV cache held an earlier job and was cleared.
-func (j Job) CacheReset(slot int) jobs.Narration {
-	return j.event("engine", ActionCacheReset,
-		fmt.Sprintf("Cleared slot %d's KV cache of the previous job.", slot),
-		fmt.Sprintf("🧹 Cleared KV cache (slot %d)", slot))
+// CacheReset: the slot's KV cache held an earlier job, which was cleared
+// but for the reused tokens that the prompt repeats.
+func (j Job) CacheReset(slot, reused int) jobs.Narration {
+	if reused == 0 {
+		return j.event("engine", ActionCacheReset,
+			fmt.Sprintf("Cleared slot %d's KV cache of the previous job.", slot),
+			fmt.Sprintf("🧹 Cleared KV cache (slot %d)", slot))
+	}
+	n := j.event("engine", ActionCacheReset,
+		fmt.Sprintf("Cleared slot %d's KV cache of the previous job but for the %d prompt tokens it shares, which are reused.", slot, reused),
+		fmt.Sprintf("🧹 Cleared KV cache (slot %d, %d prompt tokens reused)", slot, reused))
+	n.TokensIn = &reused
+	return n
 }
 
 // TokenProgress: tokens tokens generated so far.

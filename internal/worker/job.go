@@ -240,9 +240,9 @@ func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt en
 			RepetitionPenalty: p.RepetitionPenalty, Seed: j.seed,
 		},
 	}, engine.Hooks{
-		Slot: func(slot int, reset bool) {
-			if proceed() && reset {
-				tell(j.say.CacheReset(slot))
+		Slot: func(slot, reused, cleared int) {
+			if proceed() && cleared > 0 {
+				tell(j.say.CacheReset(slot, reused))
 			}
 		},
 		Piece: func(text string, i int) {

@@ -158,3 +158,26 @@ func TestInferenceFailure(t *testing.T) {
 	}
 	waitQueueEmpty(t, e.js) // acked: a failed job is not retried forever
 }
+
+// A slot that held an earlier job is cleared before the next, but for the
+// prompt tokens the two share: cache_reset tells both.
+func TestCacheResetNarrated(t *testing.T) {
+	e := setup(t)
+	testutil.StartWorkerWith(t, e.url, testutil.WorkerOptions{Parallel: 1})
+	testutil.Submit(t, e.js, jobs.ExecuteSubject, greedyJob("first", "Once upon a time", 5))
+	first := summarize(t, testutil.Events(t, e.js, "first", 30*time.Second))
+	if slices.Contains(first.actions, narration.ActionCacheReset) {
+		t.Errorf("a fresh slot was reset: %v", first.actions)
+	}
+	testutil.Submit(t, e.js, jobs.ExecuteSubject, greedyJob("second", "Once upon a time, in a town", 5))
+	second := summarize(t, testutil.Events(t, e.js, "second", 30*time.Second))
+	want := []string{"request_validated", "inference_start", "tokenize", "cache_reset", "inference_complete"}
+	if !slices.Equal(second.actions, want) {
+		t.Fatalf("actions %v, want %v", second.actions, want)
+	}
+	for _, ev := range second.events {
+		if n, ok := ev.(*jobs.Narration); ok && n.Action == narration.ActionCacheReset && (n.TokensIn == nil || *n.TokensIn == 0) {
+			t.Errorf("cache_reset %+v does not tell the reused tokens", n)
+		}
+	}
+}
