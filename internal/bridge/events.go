@@ -24,6 +24,18 @@ type follow struct {
 	known bool
 	// cancelOnGone cancels the job when the client goes away first.
 	cancelOnGone bool
+	// live, when set, is a follower the caller registered (and will
+	// unregister) ahead, and last the read of the job's last event it
+	// started after that: the bridge's POST does both while it publishes
+	// the job, to spare a round trip before the first token.
+	live *follower
+	last <-chan lastRead
+}
+
+// lastRead is the answer of lastEvent.
+type lastRead struct {
+	msg *jetstream.RawStreamMsg
+	err error
 }
 
 // events serves GET /v1/jobs/{job_id}/events.
@@ -64,14 +76,22 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, f fol
 	ctx := r.Context()
 	// Following before reading what is stored loses nothing: an event
 	// stored after this point comes live; one stored before, from the stream.
-	live, err := s.hub.follow(ctx, id)
-	if err != nil {
-		s.log.Error().Err(err).Str("job_id", id).Msg("follow the events stream")
-		writeError(w, http.StatusServiceUnavailable, &jobs.Error{Code: jobs.Unavailable, Message: "the job's events cannot be read: " + err.Error()})
-		return
+	live := f.live
+	if live == nil {
+		var ok bool
+		if live, ok = s.followLive(ctx, w, id); !ok {
+			return
+		}
+		defer s.hub.unfollow(id, live)
 	}
-	defer s.hub.unfollow(id, live)
-	last, err := s.lastEvent(ctx, id)
+	var last *jetstream.RawStreamMsg
+	var err error
+	if f.last != nil {
+		read := <-f.last
+		last, err = read.msg, read.err
+	} else {
+		last, err = s.lastEvent(ctx, id)
+	}
 	if err == nil && last == nil && !f.known {
 		f.known, err = s.queued(ctx, id)
 	}
@@ -142,6 +162,17 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, f fol
 		case <-live.wake:
 		}
 	}
+}
+
+// followLive registers for the job's live events, or answers 503.
+func (s *Server) followLive(ctx context.Context, w http.ResponseWriter, id string) (*follower, bool) {
+	live, err := s.hub.follow(ctx, id)
+	if err != nil {
+		s.log.Error().Err(err).Str("job_id", id).Msg("follow the events stream")
+		writeError(w, http.StatusServiceUnavailable, &jobs.Error{Code: jobs.Unavailable, Message: "the job's events cannot be read: " + err.Error()})
+		return nil, false
+	}
+	return live, true
 }
 
 // replay hands the job's stored events, up to the stream sequence through,

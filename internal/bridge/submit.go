@@ -56,6 +56,22 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
+	f := follow{known: true, cancelOnGone: sub.CancelOnDisconnect == nil || *sub.CancelOnDisconnect}
+	if acceptsEventStream(r) {
+		// Follow the job, and read what its subject holds, while the job
+		// is published: no event can come before the job is queued.
+		var ok bool
+		if f.live, ok = s.followLive(r.Context(), w, sub.JobID); !ok {
+			return
+		}
+		defer s.hub.unfollow(sub.JobID, f.live)
+		last := make(chan lastRead, 1)
+		go func() {
+			msg, err := s.lastEvent(r.Context(), sub.JobID)
+			last <- lastRead{msg, err}
+		}()
+		f.last = last
+	}
 	ack, err := s.js.Publish(r.Context(), jobs.ExecuteSubjectFor(sub.Pool), data, jetstream.WithMsgID(sub.JobID))
 	if err != nil {
 		s.log.Error().Err(err).Str("job_id", sub.JobID).Msg("publish job")
@@ -75,7 +91,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, accepted{JobID: sub.JobID, EventsURL: eventsURL})
 		return
 	}
-	s.follow(w, r, sub.JobID, follow{known: true, cancelOnGone: sub.CancelOnDisconnect == nil || *sub.CancelOnDisconnect})
+	s.follow(w, r, sub.JobID, f)
 }
 
 // decodeSubmission decodes and validates a body, and gives the job an id

@@ -11,22 +11,32 @@ import (
 	"github.com/narrated/llmworker/internal/jobs"
 )
 
-// onCancel handles jobs.cancel.<job_id>. A job running here stops within
-// one decode step. Any other job that has no events yet is still queued (or
-// unknown): every worker tries to end it with a CANCELLED end event, and the
-// stream's expected-sequence check lets exactly one succeed; the worker
-// that later takes the job finds it ended and drops it.
+// cancelQueue is the queue group in which one worker of all answers each
+// cancel of a job that is not running.
+const cancelQueue = "cancel-queued"
+
+// onCancel handles jobs.cancel.<job_id> on every worker: a job running here
+// stops within one decode step.
 func (w *Worker) onCancel(msg *nats.Msg) {
 	jobID := jobs.JobIDFromSubject(msg.Subject)
-	if !jobs.ValidJobID(jobID) {
-		return
-	}
 	w.mu.Lock()
 	cancel, here := w.running[jobID]
 	w.mu.Unlock()
 	if here {
 		w.log.Info().Str("job_id", jobID).Msg("cancel requested")
 		cancel(errCancelled)
+	}
+}
+
+// onQueuedCancel handles jobs.cancel.<job_id> on one worker of all (a
+// queue group): a job with no events yet is still queued, or unknown, and
+// is ended at once with a CANCELLED end event. The stream's
+// expected-sequence check keeps that from racing a worker that is starting
+// the job: one of the two writes first, and the worker that takes the job
+// later finds it ended and drops it.
+func (w *Worker) onQueuedCancel(msg *nats.Msg) {
+	jobID := jobs.JobIDFromSubject(msg.Subject)
+	if !jobs.ValidJobID(jobID) {
 		return
 	}
 	w.answers.Add(1)

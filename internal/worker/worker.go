@@ -119,12 +119,18 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", jobs.ConsumerName(w.cfg.Pool), err)
 	}
-	sub, err := w.nc.Subscribe(jobs.CancelPrefix+"*", w.onCancel)
+	running, err := w.nc.Subscribe(jobs.CancelPrefix+"*", w.onCancel)
 	if err != nil {
 		return fmt.Errorf("subscribe to cancels: %w", err)
 	}
+	queued, err := w.nc.QueueSubscribe(jobs.CancelPrefix+"*", cancelQueue, w.onQueuedCancel)
+	if err != nil {
+		running.Unsubscribe()
+		return fmt.Errorf("subscribe to cancels: %w", err)
+	}
 	defer w.answers.Wait()
-	defer sub.Unsubscribe() // first: no new answers once drained
+	defer queued.Unsubscribe() // first: no new answers once drained
+	defer running.Unsubscribe()
 
 	info := w.engine.Info()
 	w.tell.Tell(narration.Subscribe(jobs.ExecuteSubjectFor(w.cfg.Pool), jobs.ConsumerName(w.cfg.Pool)), w.life)
