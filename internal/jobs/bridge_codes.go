@@ -10,4 +10,6 @@ const (
 	// Conflict: the request does not fit the job's state, such as a job_id
 	// that was already submitted or a cancel of a finished job.
 	Conflict Code = "CONFLICT"
+	// Unavailable: NATS could not be reached or did not answer.
+	Unavailable Code = "UNAVAILABLE"
 )

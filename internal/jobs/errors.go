@@ -14,8 +14,6 @@ const (
 	ContextOverflow Code = "CONTEXT_OVERFLOW"
 	// InferenceFailed: the engine failed while generating.
 	InferenceFailed Code = "INFERENCE_FAILED"
-	// Unavailable: the events could not be stored; the job is handed back.
-	Unavailable Code = "UNAVAILABLE"
 )
 
 // Error is a contract error: a code, a sentence for people, and the JSON
