@@ -84,14 +84,18 @@ func ConsumerName(pool string) string {
 	return "workers-" + pool
 }
 
-// ConsumerConfig is the durable pull consumer of a pool's workers.
-func ConsumerConfig(pool string) jetstream.ConsumerConfig {
+// ConsumerConfig is the durable pull consumer of a pool's workers; an
+// ackWait of 0 is AckWait.
+func ConsumerConfig(pool string, ackWait time.Duration) jetstream.ConsumerConfig {
+	if ackWait <= 0 {
+		ackWait = AckWait
+	}
 	return jetstream.ConsumerConfig{
 		Durable:       ConsumerName(pool),
 		Description:   "workers of pool " + poolName(pool),
 		FilterSubject: ExecuteSubjectFor(pool),
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       AckWait,
+		AckWait:       ackWait,
 		MaxDeliver:    MaxDeliver,
 		MaxAckPending: -1,
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/narrated/llmworker/internal/engine"
@@ -19,6 +20,7 @@ type Worker struct {
 	ID string
 	// Stdout holds what the worker wrote to stdout: zerolog JSON lines.
 	Stdout *SyncBuffer
+	nc     *nats.Conn
 	stop   context.CancelFunc
 	done   chan struct{} // closed when Run has returned err
 	err    error
@@ -38,6 +40,10 @@ func (w *Worker) Stop(t testing.TB) {
 	}
 }
 
+// Kill cuts the worker off NATS at once, as a crash would: it acks,
+// hands back and publishes nothing more.
+func (w *Worker) Kill() { w.nc.Close() }
+
 // WorkerOptions adjust StartWorkerWith.
 type WorkerOptions struct {
 	ID       string
@@ -46,6 +52,7 @@ type WorkerOptions struct {
 	// ContextSize defaults to 512 tokens per slot.
 	ContextSize  int
 	DrainTimeout time.Duration
+	AckWait      time.Duration
 	// Engine replaces the real engine, for tests that inject a fault.
 	Engine worker.Engine
 }
@@ -83,13 +90,13 @@ func StartWorkerWith(t testing.TB, natsURL string, o WorkerOptions) *Worker {
 	log := zerolog.New(out).With().Timestamp().Str("worker_id", o.ID).Logger()
 	life := &narration.LifecycleSink{}
 	life.Attach(nc)
-	w, err := worker.New(worker.Config{WorkerID: o.ID, Pool: o.Pool, Slots: o.Parallel, DrainTimeout: o.DrainTimeout},
+	w, err := worker.New(worker.Config{WorkerID: o.ID, Pool: o.Pool, Slots: o.Parallel, DrainTimeout: o.DrainTimeout, AckWait: o.AckWait},
 		nc, eng, narration.New(log, o.ID), life, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &Worker{ID: o.ID, Stdout: out, stop: cancel, done: make(chan struct{})}
+	h := &Worker{ID: o.ID, Stdout: out, nc: nc, stop: cancel, done: make(chan struct{})}
 	go func() {
 		h.err = w.Run(ctx)
 		close(h.done)

@@ -290,7 +290,7 @@ func stopReason(r engine.StopReason) jobs.StopReason {
 // keepAlive tells the queue the job is in progress while it runs, so a long
 // generation keeps its job past the ack wait.
 func (j *job) keepAlive(ctx context.Context) {
-	tick := time.NewTicker(jobs.AckWait / 3)
+	tick := time.NewTicker(j.w.cfg.AckWait / 3)
 	defer tick.Stop()
 	for {
 		select {

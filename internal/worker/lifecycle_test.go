@@ -181,3 +181,39 @@ func TestCacheResetNarrated(t *testing.T) {
 		}
 	}
 }
+
+// The job of a worker that dies mid-generation goes to another worker once
+// the ack wait passes, and runs again from the start (attempt 2), its
+// events going on where the dead worker's stopped.
+func TestDeadWorkersJobIsRedelivered(t *testing.T) {
+	e := setup(t)
+	const ackWait = 2 * time.Second
+	doomed := testutil.StartWorkerWith(t, e.url, testutil.WorkerOptions{ID: "doomed", ContextSize: 2048, AckWait: ackWait})
+	sub, _ := e.nc.SubscribeSync(jobs.EventsSubject("orphan"))
+	testutil.Submit(t, e.js, jobs.ExecuteSubject, greedyJob("orphan", "Once upon a time", 1500))
+	for { // let it generate a little
+		msg, err := sub.NextMsg(30 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(msg.Data, []byte(`"type":"token"`)) {
+			break
+		}
+	}
+	doomed.Kill()
+	testutil.StartWorkerWith(t, e.url, testutil.WorkerOptions{ID: "heir", ContextSize: 2048, AckWait: ackWait})
+	events := testutil.Events(t, e.js, "orphan", 60*time.Second)
+	s := summarize(t, events) // also checks seq runs on without a gap
+	var starts []*jobs.Started
+	for _, ev := range events {
+		if st, ok := ev.(*jobs.Started); ok {
+			starts = append(starts, st)
+		}
+	}
+	if len(starts) != 2 || starts[0].WorkerID != "doomed" || starts[1].WorkerID != "heir" || starts[1].Attempt != 2 {
+		t.Fatalf("started events %+v", starts)
+	}
+	if end := s.end(t); end.StopReason != jobs.StopMaxTokens || end.TokensOut != 1500 {
+		t.Errorf("end %+v", end)
+	}
+}

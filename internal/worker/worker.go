@@ -43,6 +43,10 @@ type Config struct {
 	DrainTimeout time.Duration
 	// EventsMaxAge is how long the events stream keeps a job's events.
 	EventsMaxAge time.Duration
+	// AckWait is how long a job may go unacknowledged before the queue
+	// gives it to another worker (jobs.AckWait when 0). It belongs to the
+	// pool's consumer: every worker of a pool must use the same.
+	AckWait time.Duration
 }
 
 // Defaults of a Config's zero fields.
@@ -81,6 +85,9 @@ func New(cfg Config, nc *nats.Conn, eng Engine, tell *narration.Narrator, life n
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
 	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = jobs.AckWait
+	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(16384))
 	if err != nil {
 		return nil, err
@@ -115,7 +122,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.cancels, err = w.js.Stream(setup, jobs.CancelStream); err != nil {
 		return err
 	}
-	consumer, err := w.js.CreateOrUpdateConsumer(setup, jobs.QueueStream, jobs.ConsumerConfig(w.cfg.Pool))
+	consumer, err := w.js.CreateOrUpdateConsumer(setup, jobs.QueueStream, jobs.ConsumerConfig(w.cfg.Pool, w.cfg.AckWait))
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", jobs.ConsumerName(w.cfg.Pool), err)
 	}
