@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -19,6 +20,9 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"golang.org/x/term"
 
@@ -65,6 +69,14 @@ func run() int {
 	tell.Tell(narration.NATSConnect(nc.ConnectedUrl()), life)
 	life.Attach(nc)
 
+	if opts.MetricsListen != "" {
+		stopMetrics, err := serveMetrics(&opts, eng.Info().Name, log)
+		if err != nil {
+			log.Error().Err(err).Msg("❌ cannot serve metrics: " + err.Error())
+			return 1
+		}
+		defer stopMetrics()
+	}
 	w, err := worker.New(opts.Config, nc, eng, tell, life, log)
 	if err == nil {
 		err = w.Run(ctx)
@@ -139,6 +151,24 @@ func connect(opts worker.Options, log zerolog.Logger) (*nats.Conn, *server.Serve
 		return nil, nil, err
 	}
 	return nc, srv, nil
+}
+
+// serveMetrics serves the worker's Prometheus metrics, with Go's and the
+// process's, at -metrics-listen; the returned func stops it.
+func serveMetrics(opts *worker.Options, model string, log zerolog.Logger) (func(), error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	opts.Metrics = worker.NewMetrics(reg, model, opts.Pool)
+	l, err := net.Listen("tcp", opts.MetricsListen)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	log.Info().Str("url", "http://"+l.Addr().String()+"/metrics").Msg("serving metrics")
+	return func() { srv.Close() }, nil
 }
 
 // drain flushes what the connection still holds and waits until it closes.

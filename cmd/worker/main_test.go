@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,7 +106,10 @@ func TestWorkerLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := workerCmd("-model", testutil.ModelPath(t), "-nats", url, "-threads", "1", "-ctx-size", "256", "-worker-id", "bin-1")
+	metricsAddr, l := freePort(t)
+	l.Close()
+	cmd := workerCmd("-model", testutil.ModelPath(t), "-nats", url, "-threads", "1", "-ctx-size", "256", "-worker-id", "bin-1",
+		"-metrics-listen", metricsAddr)
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -128,6 +133,17 @@ func TestWorkerLifecycle(t *testing.T) {
 	events := testutil.Events(t, js, "bin-job", 30*time.Second)
 	if end, ok := events[len(events)-1].(*jobs.End); !ok || end.TokensOut == 0 {
 		t.Fatalf("job ended with %+v", events[len(events)-1])
+	}
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`llmworker_slots{model="stories260K",pool="default"} 4`, "llmworker_generated_tokens_total", "go_goroutines"} {
+		if !bytes.Contains(metrics, []byte(want)) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	for lines.Scan() {

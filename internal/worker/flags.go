@@ -23,8 +23,10 @@ type Options struct {
 	EmbeddedListen string
 	// Log is "auto" (console on a terminal, JSON otherwise), "json" or
 	// "console".
-	Log    string
-	Engine engine.Config
+	Log string
+	// MetricsListen serves Prometheus metrics at /metrics when set.
+	MetricsListen string
+	Engine        engine.Config
 	Config
 }
 
@@ -44,6 +46,7 @@ var flagEnv = map[string]string{
 	"progress-every":  "PROGRESS_EVERY",
 	"events-max-age":  "EVENTS_MAX_AGE",
 	"log":             "LOG_FORMAT",
+	"metrics-listen":  "METRICS_LISTEN",
 }
 
 // FlagSet defines the worker's flags on o: the binary's only definition of
@@ -64,6 +67,7 @@ func FlagSet(o *Options) *flag.FlagSet {
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "on shutdown, how long running jobs may finish before they are handed back")
 	fs.DurationVar(&o.EventsMaxAge, "events-max-age", jobs.DefaultEventsMaxAge, "how long the events stream keeps a job's events for replay")
 	fs.StringVar(&o.Log, "log", "auto", "stdout format: auto, json or console")
+	fs.StringVar(&o.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at http://<address>/metrics (empty: off)")
 	flagenv.Document(fs, flagEnv)
 	return fs
 }

@@ -17,13 +17,14 @@ import (
 
 // job is one execute request on its way through this worker.
 type job struct {
-	w    *Worker
-	msg  jetstream.Msg
-	req  jobs.Request
-	say  narration.Job
-	pub  *publisher
-	hist history
-	seed uint32
+	w     *Worker
+	msg   jetstream.Msg
+	req   jobs.Request
+	say   narration.Job
+	pub   *publisher
+	hist  history
+	seed  uint32
+	begin time.Time // when the worker took the job
 }
 
 // handle runs one job message to its end and settles it with the queue:
@@ -31,7 +32,7 @@ type job struct {
 // the worker shuts down under it or its events could not be stored.
 func (w *Worker) handle(jobsCtx context.Context, msg jetstream.Msg) {
 	req, decodeErr := jobs.DecodeRequest(msg.Data())
-	j := &job{w: w, msg: msg, req: req, say: narration.Job{ID: req.JobID, CorrelationID: correlationID(req, msg)}}
+	j := &job{w: w, msg: msg, req: req, say: narration.Job{ID: req.JobID, CorrelationID: correlationID(req, msg)}, begin: time.Now()}
 	if decodeErr != nil {
 		j.reject(decodeErr)
 		return
@@ -79,6 +80,7 @@ func (j *job) reject(err error) {
 	if !errors.As(err, &jerr) {
 		jerr = &jobs.Error{Code: jobs.InvalidRequest, Message: err.Error()}
 	}
+	j.w.cfg.Metrics.settled(string(jerr.Code), 0, 0, 0)
 	if !jobs.ValidJobID(j.say.ID) {
 		// Perhaps the id is there but something after it broke the decoding.
 		j.say.ID = jobs.ProbeJobID(j.msg.Data())
@@ -128,6 +130,7 @@ func (j *job) open(ctx context.Context) bool {
 			}
 			if j.hist.terminal {
 				j.w.log.Info().Str("job_id", j.req.JobID).Msg("job already ended (a duplicate, or cancelled while queued); dropping it")
+				j.w.cfg.Metrics.settled("dropped", 0, 0, 0)
 				j.msg.Ack()
 				return false
 			}
@@ -144,6 +147,7 @@ func (j *job) open(ctx context.Context) bool {
 		}
 		if cancelled() {
 			// Cancelled while no worker was there to hear it.
+			j.w.cfg.Metrics.settled(string(jobs.StopCancelled), 0, 0, 0)
 			j.pub.publish(ctx, j.end(engine.Result{}, jobs.StopCancelled))
 			j.settle(nil)
 			return false
@@ -249,6 +253,9 @@ func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt en
 			if !proceed() {
 				return
 			}
+			if i == 0 {
+				j.w.cfg.Metrics.firstToken(j.begin)
+			}
 			if j.pub.publish(ctx, &jobs.Token{Header: jobs.Header{Type: jobs.TypeToken}, T: text, I: i}) != nil {
 				cancel(errStore)
 			}
@@ -261,6 +268,7 @@ func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt en
 		return errSettled
 	}
 	if err != nil {
+		j.w.cfg.Metrics.settled(string(jobs.InferenceFailed), res.PromptTokens, res.PromptCached, res.Tokens)
 		tell(j.say.InferenceFailed(jobs.InferenceFailed, err.Error()))
 		return j.pub.publish(ctx, &jobs.ErrorEvent{Header: jobs.Header{Type: jobs.TypeError},
 			Error: jobs.Error{Code: jobs.InferenceFailed, Message: err.Error()}})
@@ -269,11 +277,13 @@ func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt en
 	if res.Reason == engine.StopCancelled {
 		switch cause := context.Cause(genCtx); {
 		case errors.Is(cause, errShutdown), errors.Is(cause, errStore):
+			j.w.cfg.Metrics.settled("handed_back", res.PromptTokens, res.PromptCached, res.Tokens)
 			return cause
 		case errors.Is(cause, errTimeout):
 			reason = jobs.StopTimeout
 		}
 	}
+	j.w.cfg.Metrics.settled(string(reason), res.PromptTokens, res.PromptCached, res.Tokens)
 	tell(j.say.InferenceComplete(res.PromptTokens, res.Pieces, res.Time, reason))
 	return j.pub.publish(ctx, j.end(res, reason))
 }

@@ -43,6 +43,8 @@ type Config struct {
 	DrainTimeout time.Duration
 	// EventsMaxAge is how long the events stream keeps a job's events.
 	EventsMaxAge time.Duration
+	// Metrics, when set, receives the worker's measures.
+	Metrics *Metrics
 	// AckWait is how long a job may go unacknowledged before the queue
 	// gives it to another worker (jobs.AckWait when 0). It belongs to the
 	// pool's consumer: every worker of a pool must use the same.
@@ -140,6 +142,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer running.Unsubscribe()
 
 	info := w.engine.Info()
+	w.cfg.Metrics.setSlots(w.cfg.Slots)
 	w.tell.Tell(narration.Subscribe(jobs.ExecuteSubjectFor(w.cfg.Pool), jobs.ConsumerName(w.cfg.Pool)), w.life)
 	w.tell.Tell(narration.Ready(w.cfg.WorkerID, info.Name, w.cfg.Pool, w.cfg.Slots), w.life)
 
@@ -178,6 +181,7 @@ func (w *Worker) take(ctx, jobsCtx context.Context, consumer jetstream.Consumer)
 				w.jobs.Add(1)
 				go func() {
 					defer func() { <-slots; w.jobs.Done() }()
+					defer w.cfg.Metrics.started()()
 					w.handle(jobsCtx, msg)
 				}()
 			}
