@@ -36,6 +36,7 @@ func TestSubjectsDocIsTrue(t *testing.T) {
 		fmt.Sprintf("1–%d characters", jobs.MaxPromptChars), fmt.Sprintf("1–%d of", jobs.MaxJobIDLen),
 		fmt.Sprintf("at most %d strings of 1–%d bytes", jobs.MaxStopSequences, jobs.MaxStopBytes),
 		fmt.Sprintf("1–%d;", jobs.MaxTimeout.Milliseconds()),
+		fmt.Sprintf("at most %d GiB", jobs.EventsMaxBytes>>30),
 	}
 	for _, c := range []jobs.Code{jobs.InvalidRequest, jobs.ContextOverflow, jobs.InferenceFailed} {
 		want = append(want, "`"+string(c)+"`")

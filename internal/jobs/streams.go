@@ -23,6 +23,9 @@ const (
 
 	// DefaultEventsMaxAge is how long a job's events can be replayed.
 	DefaultEventsMaxAge = time.Hour
+	// EventsMaxBytes bounds the events stream's store: past it the oldest
+	// events go first, so a busy hour cannot fill the disk.
+	EventsMaxBytes = 1 << 30
 	// QueueMaxAge is how long a job may wait for a worker.
 	QueueMaxAge = 24 * time.Hour
 	// AckWait is how long a worker may stay silent about a job before it is
@@ -53,6 +56,8 @@ func StreamConfigs(eventsMaxAge time.Duration) []jetstream.StreamConfig {
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		MaxAge:      eventsMaxAge,
+		MaxBytes:    EventsMaxBytes,
+		Discard:     jetstream.DiscardOld,
 	}, {
 		Name:              CancelStream,
 		Description:       "the last cancel of each job",
