@@ -1,10 +1,11 @@
 # llama.cpp comes with the ollama module; cgo builds it with these flags.
 # -march=x86-64-v3 gives llama.cpp its SIMD (the default flags generate
-# about 2x slower). Plain `go build` needs them too: `eval "$(make env)"`
+# about 2x slower); -Wno-stringop-overflow quiets a false alarm of gcc 12 in
+# ggml's repack.cpp. Plain `go build` needs them too: `eval "$(make env)"`
 # sets them in a shell.
 export CGO_CPPFLAGS := -I$(CURDIR)/internal/engine/include
 export CGO_CFLAGS := -O3 -march=x86-64-v3
-export CGO_CXXFLAGS := -O3 -march=x86-64-v3
+export CGO_CXXFLAGS := -O3 -march=x86-64-v3 -Wno-stringop-overflow
 
 # Debian packages: llama.cpp's vendored headers the Go module download
 # leaves out, curl for the demo, and Chromium for the page's browser test.
