@@ -315,3 +315,44 @@ func waitQueueEmpty(t *testing.T, js jetstream.JetStream) {
 		time.Sleep(20 * time.Millisecond) // polling the server's state: nothing to wait on
 	}
 }
+
+// A pool's workers take jobs from jobs.execute.<pool> only; the default
+// pool's, from jobs.execute only.
+func TestPools(t *testing.T) {
+	e := setup(t)
+	testutil.StartWorkerWith(t, e.url, testutil.WorkerOptions{ID: "gpu-worker", Pool: "gpu"})
+	testutil.StartWorkerWith(t, e.url, testutil.WorkerOptions{ID: "default-worker"})
+	testutil.Submit(t, e.js, jobs.ExecuteSubjectFor("gpu"), greedyJob("for-gpu", "Once", 3))
+	testutil.Submit(t, e.js, jobs.ExecuteSubject, greedyJob("for-anyone", "Once", 3))
+	for id, worker := range map[string]string{"for-gpu": "gpu-worker", "for-anyone": "default-worker"} {
+		events := testutil.Events(t, e.js, id, 30*time.Second)
+		if st, ok := events[0].(*jobs.Started); !ok || st.WorkerID != worker {
+			t.Errorf("%s: first event %+v, want started on %s", id, events[0], worker)
+		}
+	}
+}
+
+// A generation longer than the ack wait keeps its job: in-progress acks
+// stop the queue from giving it to another worker.
+func TestLongJobKeepsItsMessage(t *testing.T) {
+	e := setup(t)
+	const ackWait = 400 * time.Millisecond
+	testutil.StartWorkerWith(t, e.url, testutil.WorkerOptions{ID: "one", ContextSize: 2048, AckWait: ackWait})
+	testutil.StartWorkerWith(t, e.url, testutil.WorkerOptions{ID: "two", ContextSize: 2048, AckWait: ackWait})
+	testutil.Submit(t, e.js, jobs.ExecuteSubject, greedyJob("long-one", "Once upon a time", 2000))
+	s := summarize(t, testutil.Events(t, e.js, "long-one", 60*time.Second))
+	end := s.end(t)
+	if time.Duration(end.DecodeTimeMS)*time.Millisecond < 2*ackWait {
+		t.Fatalf("the job took %d ms, too short to outlive the ack wait of %s", end.DecodeTimeMS, ackWait)
+	}
+	starts := 0
+	for _, ev := range s.events {
+		if _, ok := ev.(*jobs.Started); ok {
+			starts++
+		}
+	}
+	if starts != 1 || end.TokensOut != 2000 {
+		t.Errorf("%d started events, %d tokens: the job was given away", starts, end.TokensOut)
+	}
+	waitQueueEmpty(t, e.js)
+}
