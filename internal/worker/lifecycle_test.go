@@ -85,11 +85,9 @@ func TestNarrationDestinations(t *testing.T) {
 func TestShutdownFinishesRunningJob(t *testing.T) {
 	e := setup(t)
 	w := testutil.StartWorkerWith(t, e.url, testutil.WorkerOptions{ContextSize: 2048, DrainTimeout: time.Minute})
-	sub, _ := e.nc.SubscribeSync(jobs.EventsSubject("finishing"))
+	firstToken := awaitToken(t, e.nc, "finishing")
 	testutil.Submit(t, e.js, jobs.ExecuteSubject, greedyJob("finishing", "Once upon a time", 1000))
-	if _, err := sub.NextMsg(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	firstToken()
 	w.Stop(t)
 	s := summarize(t, testutil.Events(t, e.js, "finishing", 5*time.Second))
 	if end := s.end(t); end.StopReason != jobs.StopMaxTokens || end.TokensOut != 1000 {
@@ -105,21 +103,13 @@ func TestShutdownFinishesRunningJob(t *testing.T) {
 func TestShutdownHandsBackRunningJob(t *testing.T) {
 	e := setup(t)
 	first := testutil.StartWorkerWith(t, e.url, testutil.WorkerOptions{ID: "first", ContextSize: 2048, DrainTimeout: time.Millisecond})
-	sub, _ := e.nc.SubscribeSync(jobs.EventsSubject("handed"))
+	firstToken := awaitToken(t, e.nc, "handed")
 	testutil.Submit(t, e.js, jobs.ExecuteSubject, greedyJob("handed", "Once upon a time", 1500))
-	if _, err := sub.NextMsg(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	firstToken()
 	first.Stop(t)
 	testutil.StartWorkerWith(t, e.url, testutil.WorkerOptions{ID: "second", ContextSize: 2048})
-	events := testutil.Events(t, e.js, "handed", 60*time.Second)
-	s := summarize(t, events)
-	var starts []*jobs.Started
-	for _, ev := range events {
-		if st, ok := ev.(*jobs.Started); ok {
-			starts = append(starts, st)
-		}
-	}
+	s := summarize(t, testutil.Events(t, e.js, "handed", 60*time.Second))
+	starts := s.starts()
 	if len(starts) != 2 || starts[0].WorkerID != "first" || starts[1].WorkerID != "second" || starts[1].Attempt != 2 {
 		t.Fatalf("started events %+v", starts)
 	}
@@ -189,27 +179,13 @@ func TestDeadWorkersJobIsRedelivered(t *testing.T) {
 	e := setup(t)
 	const ackWait = 2 * time.Second
 	doomed := testutil.StartWorkerWith(t, e.url, testutil.WorkerOptions{ID: "doomed", ContextSize: 2048, AckWait: ackWait})
-	sub, _ := e.nc.SubscribeSync(jobs.EventsSubject("orphan"))
+	firstToken := awaitToken(t, e.nc, "orphan")
 	testutil.Submit(t, e.js, jobs.ExecuteSubject, greedyJob("orphan", "Once upon a time", 1500))
-	for { // let it generate a little
-		msg, err := sub.NextMsg(30 * time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bytes.Contains(msg.Data, []byte(`"type":"token"`)) {
-			break
-		}
-	}
+	firstToken()
 	doomed.Kill()
 	testutil.StartWorkerWith(t, e.url, testutil.WorkerOptions{ID: "heir", ContextSize: 2048, AckWait: ackWait})
-	events := testutil.Events(t, e.js, "orphan", 60*time.Second)
-	s := summarize(t, events) // also checks seq runs on without a gap
-	var starts []*jobs.Started
-	for _, ev := range events {
-		if st, ok := ev.(*jobs.Started); ok {
-			starts = append(starts, st)
-		}
-	}
+	s := summarize(t, testutil.Events(t, e.js, "orphan", 60*time.Second)) // also checks seq runs on without a gap
+	starts := s.starts()
 	if len(starts) != 2 || starts[0].WorkerID != "doomed" || starts[1].WorkerID != "heir" || starts[1].Attempt != 2 {
 		t.Fatalf("started events %+v", starts)
 	}

@@ -92,6 +92,40 @@ func summarize(t *testing.T, events []jobs.Event) summary {
 	return s
 }
 
+// starts lists the job's started events: more than one when it ran again.
+func (s summary) starts() []*jobs.Started {
+	var out []*jobs.Started
+	for _, ev := range s.events {
+		if st, ok := ev.(*jobs.Started); ok {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// awaitToken subscribes to a job's events now; the returned func waits for
+// its first token.
+func awaitToken(t *testing.T, nc *nats.Conn, jobID string) func() {
+	t.Helper()
+	sub, err := nc.SubscribeSync(jobs.EventsSubject(jobID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		defer sub.Unsubscribe()
+		for {
+			msg, err := sub.NextMsg(30 * time.Second)
+			if err != nil {
+				t.Fatalf("job %s: no token: %v", jobID, err)
+			}
+			if bytes.Contains(msg.Data, []byte(`"type":"token"`)) {
+				return
+			}
+		}
+	}
+}
+
 func (s summary) end(t *testing.T) *jobs.End {
 	t.Helper()
 	end, ok := s.last.(*jobs.End)
@@ -231,20 +265,9 @@ func TestTimeout(t *testing.T) {
 func TestCancelWhileRunning(t *testing.T) {
 	e := setup(t)
 	testutil.StartWorkerWith(t, e.url, testutil.WorkerOptions{ContextSize: 2048})
-	sub, err := e.nc.SubscribeSync(jobs.EventsSubject("long"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	firstToken := awaitToken(t, e.nc, "long")
 	testutil.Submit(t, e.js, jobs.ExecuteSubject, greedyJob("long", "Once upon a time", 2000))
-	for { // cancel at the first token
-		msg, err := sub.NextMsg(30 * time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bytes.Contains(msg.Data, []byte(`"type":"token"`)) {
-			break
-		}
-	}
+	firstToken() // cancel at the first token
 	if _, err := e.js.Publish(context.Background(), jobs.CancelSubject("long"), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -274,11 +297,9 @@ func TestCancelWhileQueuedWithNoWorker(t *testing.T) {
 func TestCancelWhileQueuedBehindBusyWorker(t *testing.T) {
 	e := setup(t)
 	testutil.StartWorkerWith(t, e.url, testutil.WorkerOptions{Parallel: 1, ContextSize: 2048})
-	sub, _ := e.nc.SubscribeSync(jobs.EventsSubject("busy"))
+	firstToken := awaitToken(t, e.nc, "busy")
 	testutil.Submit(t, e.js, jobs.ExecuteSubject, greedyJob("busy", "Once upon a time", 2000))
-	if _, err := sub.NextMsg(30 * time.Second); err != nil { // busy has started
-		t.Fatal(err)
-	}
+	firstToken()
 	testutil.Submit(t, e.js, jobs.ExecuteSubject, greedyJob("waiting", "Once", 50))
 	if _, err := e.js.Publish(context.Background(), jobs.CancelSubject("waiting"), nil); err != nil {
 		t.Fatal(err)
@@ -345,13 +366,7 @@ func TestLongJobKeepsItsMessage(t *testing.T) {
 	if time.Duration(end.DecodeTimeMS)*time.Millisecond < 2*ackWait {
 		t.Fatalf("the job took %d ms, too short to outlive the ack wait of %s", end.DecodeTimeMS, ackWait)
 	}
-	starts := 0
-	for _, ev := range s.events {
-		if _, ok := ev.(*jobs.Started); ok {
-			starts++
-		}
-	}
-	if starts != 1 || end.TokensOut != 2000 {
+	if starts := len(s.starts()); starts != 1 || end.TokensOut != 2000 {
 		t.Errorf("%d started events, %d tokens: the job was given away", starts, end.TokensOut)
 	}
 	waitQueueEmpty(t, e.js)
