@@ -138,6 +138,10 @@ func connect(opts worker.Options, log zerolog.Logger) (*nats.Conn, *server.Serve
 		nats.Name("worker "+opts.WorkerID),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
+		// No buffering while disconnected: a job's events fail at once and
+		// the job goes back to the queue, rather than flushing late beside
+		// the worker that took it over meanwhile.
+		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn().Err(err).Msg("disconnected from NATS; reconnecting")
 		}),
