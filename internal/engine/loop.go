@@ -21,7 +21,6 @@ type sequence struct {
 	slot    int
 	pending []int // tokens to feed: the prompt's rest, then the last sampled
 	fed     []int // tokens in the slot's KV cache, reused or decoded
-	nPast   int   // len(fed)
 	iBatch  int   // the batch index of this step's logits, or -1
 	started time.Time
 }
@@ -41,6 +40,12 @@ func (e *Engine) run(batch *llama.Batch) {
 	slots := make([]*sequence, e.cfg.Parallel)
 	cached := make([][]int, e.cfg.Parallel) // the tokens in each slot's KV cache
 	active := 0
+	// leave ends a sequence whose tokens stay in its slot's cache.
+	leave := func(i int, reason StopReason) {
+		e.finish(slots[i], reason, nil)
+		slots[i], cached[i] = nil, slots[i].fed
+		active--
+	}
 	for {
 		// Admit: block when idle, otherwise take what is waiting.
 		for active < len(slots) {
@@ -82,9 +87,7 @@ func (e *Engine) run(batch *llama.Batch) {
 		// interrupted, so this is within one step of the cancel.
 		for i, seq := range slots {
 			if seq != nil && seq.ctx.Err() != nil {
-				e.finish(seq, StopCancelled, nil)
-				slots[i], cached[i] = nil, seq.fed
-				active--
+				leave(i, StopCancelled)
 			}
 		}
 		if active == 0 {
@@ -99,14 +102,13 @@ func (e *Engine) run(batch *llama.Batch) {
 			n := min(len(seq.pending), e.cfg.BatchSize)
 			last := n == len(seq.pending) // logits only for the prompt's last token
 			for j := range n {
-				batch.Add(seq.pending[j], nil, seq.nPast+j, last && j == n-1, seq.slot)
+				batch.Add(seq.pending[j], nil, len(seq.fed)+j, last && j == n-1, seq.slot)
 			}
 			seq.fed = append(seq.fed, seq.pending[:n]...)
 			seq.iBatch = -1
 			if last {
 				seq.iBatch = batch.NumTokens() - 1
 			}
-			seq.nPast += n
 			seq.pending = seq.pending[n:]
 		}
 
@@ -127,9 +129,7 @@ func (e *Engine) run(batch *llama.Batch) {
 				continue
 			}
 			if reason, ok := e.sample(seq); ok {
-				e.finish(seq, reason, nil)
-				slots[i], cached[i] = nil, seq.fed
-				active--
+				leave(i, reason)
 			}
 		}
 	}
@@ -172,7 +172,7 @@ func (e *Engine) admit(seq *sequence, i int, cached []int) {
 	}
 	seq.slot, seq.started, seq.iBatch = i, time.Now(), -1
 	seq.fed = append(make([]int, 0, len(seq.pending)+seq.maxTokens), seq.pending[:keep]...)
-	seq.nPast, seq.pending = keep, seq.pending[keep:]
+	seq.pending = seq.pending[keep:]
 	seq.result.PromptCached = keep
 	seq.updates <- update{slot: i, reused: keep, cleared: len(cached) - keep}
 }
