@@ -147,14 +147,7 @@ func (s *Server) lastEvent(ctx context.Context, id string) (*jetstream.RawStream
 	if err != nil {
 		return nil, err
 	}
-	msg, err := st.GetLastMsgForSubject(ctx, jobs.EventsSubject(id))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("the last event of job %s: %w", id, err)
-	}
-	return msg, nil
+	return jobs.LastEvent(ctx, st, id)
 }
 
 // queued reports whether the job waits in the work queue (or is being

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -111,4 +112,17 @@ func poolName(pool string) string {
 		return "(default)"
 	}
 	return pool
+}
+
+// LastEvent reads the last event of a job from the events stream, or nil
+// when the job has none.
+func LastEvent(ctx context.Context, events jetstream.Stream, jobID string) (*jetstream.RawStreamMsg, error) {
+	msg, err := events.GetLastMsgForSubject(ctx, EventsSubject(jobID))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the last event of job %s: %w", jobID, err)
+	}
+	return msg, nil
 }

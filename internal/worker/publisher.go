@@ -21,12 +21,9 @@ type history struct {
 
 // lastEvent reads the last event of a job from the events stream.
 func lastEvent(ctx context.Context, stream jetstream.Stream, jobID string) (history, error) {
-	msg, err := stream.GetLastMsgForSubject(ctx, jobs.EventsSubject(jobID))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return history{}, nil
-	}
-	if err != nil {
-		return history{}, fmt.Errorf("read the events of job %s: %w", jobID, err)
+	msg, err := jobs.LastEvent(ctx, stream, jobID)
+	if err != nil || msg == nil {
+		return history{}, err
 	}
 	var h jobs.Header
 	if err := json.Unmarshal(msg.Data, &h); err != nil {
