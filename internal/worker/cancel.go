@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/narrated/llmworker/internal/engine"
 	"github.com/narrated/llmworker/internal/jobs"
 )
 
@@ -54,8 +55,7 @@ func (w *Worker) cancelQueued(jobID string) {
 		return // running elsewhere, or over
 	}
 	pub := newPublisher(w.js, jobID, h)
-	end := &jobs.End{Header: jobs.Header{Type: jobs.TypeEnd}, StopReason: jobs.StopCancelled}
-	switch err := pub.publish(ctx, end); {
+	switch err := pub.publish(ctx, end(engine.Result{}, jobs.StopCancelled)); {
 	case err == nil:
 		w.log.Info().Str("job_id", jobID).Msg("cancelled a job before it started")
 	case !errors.Is(err, errRaced):

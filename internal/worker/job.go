@@ -148,7 +148,7 @@ func (j *job) open(ctx context.Context) bool {
 		if cancelled() {
 			// Cancelled while no worker was there to hear it.
 			j.w.cfg.Metrics.settled(string(jobs.StopCancelled), 0, 0, 0)
-			j.pub.publish(ctx, j.end(engine.Result{}, jobs.StopCancelled))
+			j.pub.publish(ctx, end(engine.Result{}, jobs.StopCancelled))
 			j.settle(nil)
 			return false
 		}
@@ -176,7 +176,8 @@ func (j *job) started() *jobs.Started {
 	}
 }
 
-func (j *job) end(res engine.Result, reason jobs.StopReason) *jobs.End {
+// end is a job's end event.
+func end(res engine.Result, reason jobs.StopReason) *jobs.End {
 	e := &jobs.End{
 		Header:       jobs.Header{Type: jobs.TypeEnd},
 		TokensIn:     res.PromptTokens,
@@ -285,7 +286,7 @@ func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt en
 	}
 	j.w.cfg.Metrics.settled(string(reason), res.PromptTokens, res.PromptCached, res.Tokens)
 	tell(j.say.InferenceComplete(res.PromptTokens, res.Pieces, res.Time, reason))
-	return j.pub.publish(ctx, j.end(res, reason))
+	return j.pub.publish(ctx, end(res, reason))
 }
 
 func stopReason(r engine.StopReason) jobs.StopReason {
