@@ -25,9 +25,18 @@ type sequence struct {
 	started time.Time
 }
 
-// run is the decode loop: admit waiting sequences into free slots, feed
-// every active sequence into one batch, decode once, sample each sequence
-// whose logits came out, repeat. It owns the llama context.
+// loop is the decode loop's state, touched only by its goroutine.
+type loop struct {
+	e      *Engine
+	batch  *llama.Batch
+	slots  []*sequence
+	cached [][]int // the tokens in each slot's KV cache
+	active int
+}
+
+// run is the decode loop: admit waiting sequences into free slots, drop the
+// cancelled, feed every active sequence into one batch, decode once, sample
+// each sequence whose logits came out, repeat. It owns the llama context.
 func (e *Engine) run(batch *llama.Batch) {
 	defer close(e.done)
 	defer batch.Free()
@@ -37,102 +46,132 @@ func (e *Engine) run(batch *llama.Batch) {
 	// runs of make bench.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	slots := make([]*sequence, e.cfg.Parallel)
-	cached := make([][]int, e.cfg.Parallel) // the tokens in each slot's KV cache
-	active := 0
-	// leave ends a sequence whose tokens stay in its slot's cache.
-	leave := func(i int, reason StopReason) {
-		e.finish(slots[i], reason, nil)
-		slots[i], cached[i] = nil, slots[i].fed
-		active--
-	}
-	for {
-		// Admit: block when idle, otherwise take what is waiting.
-		for active < len(slots) {
-			var seq *sequence
-			if active == 0 {
-				select {
-				case seq = <-e.submit:
-				case <-e.quit:
-					return
-				}
-			} else {
-				select {
-				case seq = <-e.submit:
-				default:
-				}
-			}
-			if seq == nil {
-				break
-			}
-			i := bestSlot(slots, cached, seq.pending)
-			e.admit(seq, i, cached[i])
-			slots[i] = seq
-			active++
-		}
-
-		select {
-		case <-e.quit:
-			for i, seq := range slots {
-				if seq != nil {
-					e.finish(seq, StopCancelled, nil)
-					slots[i] = nil
-				}
-			}
-			return
-		default:
-		}
-
-		// Cancelled sequences leave between steps: a decode cannot be
-		// interrupted, so this is within one step of the cancel.
-		for i, seq := range slots {
-			if seq != nil && seq.ctx.Err() != nil {
-				leave(i, StopCancelled)
-			}
-		}
-		if active == 0 {
+	l := &loop{e: e, batch: batch, slots: make([]*sequence, e.cfg.Parallel), cached: make([][]int, e.cfg.Parallel)}
+	for l.admit() {
+		l.dropCancelled()
+		if l.active == 0 {
 			continue
 		}
-
-		batch.Clear()
-		for _, seq := range slots {
-			if seq == nil {
-				continue
-			}
-			n := min(len(seq.pending), e.cfg.BatchSize)
-			last := n == len(seq.pending) // logits only for the prompt's last token
-			for j := range n {
-				batch.Add(seq.pending[j], nil, len(seq.fed)+j, last && j == n-1, seq.slot)
-			}
-			seq.fed = append(seq.fed, seq.pending[:n]...)
-			seq.iBatch = -1
-			if last {
-				seq.iBatch = batch.NumTokens() - 1
-			}
-			seq.pending = seq.pending[n:]
-		}
-
+		l.fill()
 		if err := e.lc.Decode(batch); err != nil {
-			for i, seq := range slots {
-				if seq != nil {
-					e.finish(seq, 0, fmt.Errorf("decode: %w", err))
-					e.lc.KvCacheSeqRm(i, 0, -1) // what it holds is unknown now
-					slots[i], cached[i] = nil, nil
-				}
-			}
-			active = 0
+			l.fail(fmt.Errorf("decode: %w", err))
 			continue
 		}
+		l.sample()
+	}
+	l.cancelAll()
+}
 
-		for i, seq := range slots {
-			if seq == nil || seq.iBatch < 0 {
-				continue
+// admit takes waiting sequences into free slots: it blocks while no
+// sequence is active, otherwise takes only what is already waiting. It
+// reports false once the engine is closing.
+func (l *loop) admit() bool {
+	for l.active < len(l.slots) {
+		var seq *sequence
+		if l.active == 0 {
+			select {
+			case seq = <-l.e.submit:
+			case <-l.e.quit:
+				return false
 			}
-			if reason, ok := e.sample(seq); ok {
-				leave(i, reason)
+		} else {
+			select {
+			case seq = <-l.e.submit:
+			default:
 			}
 		}
+		if seq == nil {
+			break
+		}
+		i := bestSlot(l.slots, l.cached, seq.pending)
+		l.e.admit(seq, i, l.cached[i])
+		l.slots[i] = seq
+		l.active++
 	}
+	select {
+	case <-l.e.quit:
+		return false
+	default:
+		return true
+	}
+}
+
+// dropCancelled ends the sequences whose caller gave up. A decode cannot
+// be interrupted, so this is within one step of the cancel.
+func (l *loop) dropCancelled() {
+	for i, seq := range l.slots {
+		if seq != nil && seq.ctx.Err() != nil {
+			l.leave(i, StopCancelled)
+		}
+	}
+}
+
+// fill builds the step's batch: each active sequence feeds what it has
+// pending, a prompt at most BatchSize tokens a step, and asks for logits
+// only at its last pending token.
+func (l *loop) fill() {
+	l.batch.Clear()
+	for _, seq := range l.slots {
+		if seq == nil {
+			continue
+		}
+		n := min(len(seq.pending), l.e.cfg.BatchSize)
+		last := n == len(seq.pending)
+		for j := range n {
+			l.batch.Add(seq.pending[j], nil, len(seq.fed)+j, last && j == n-1, seq.slot)
+		}
+		seq.fed = append(seq.fed, seq.pending[:n]...)
+		seq.iBatch = -1
+		if last {
+			seq.iBatch = l.batch.NumTokens() - 1
+		}
+		seq.pending = seq.pending[n:]
+	}
+}
+
+// sample takes the next token of every sequence whose logits came out of
+// the step, and lets the finished leave.
+func (l *loop) sample() {
+	for i, seq := range l.slots {
+		if seq == nil || seq.iBatch < 0 {
+			continue
+		}
+		if reason, ok := l.e.sample(seq); ok {
+			l.leave(i, reason)
+		}
+	}
+}
+
+// leave ends the sequence in slot i; its tokens stay in the slot's cache
+// for a later prompt that repeats them.
+func (l *loop) leave(i int, reason StopReason) {
+	l.e.finish(l.slots[i], reason, nil)
+	l.slots[i], l.cached[i] = nil, l.slots[i].fed
+	l.active--
+}
+
+// fail ends every active sequence with err, clearing their slots: what
+// their caches hold after a failed decode is unknown.
+func (l *loop) fail(err error) {
+	for i, seq := range l.slots {
+		if seq != nil {
+			l.e.finish(seq, 0, err)
+			l.e.lc.KvCacheSeqRm(i, 0, -1)
+			l.slots[i], l.cached[i] = nil, nil
+		}
+	}
+	l.active = 0
+}
+
+// cancelAll ends every active sequence as the engine closes.
+func (l *loop) cancelAll() {
+	for i, seq := range l.slots {
+		if seq != nil {
+			l.e.finish(seq, StopCancelled, nil)
+			l.slots[i] = nil
+		}
+	}
+	l.active = 0
 }
 
 // bestSlot picks the free slot whose cache shares the longest prefix with
