@@ -12,4 +12,7 @@ const (
 	Conflict Code = "CONFLICT"
 	// Unavailable: NATS could not be reached or did not answer.
 	Unavailable Code = "UNAVAILABLE"
+	// QueueFull: the pool already holds as many jobs as its -max-queued
+	// allows; try again later (HTTP 429 with Retry-After).
+	QueueFull Code = "QUEUE_FULL"
 )

@@ -14,6 +14,9 @@ const (
 	ContextOverflow Code = "CONTEXT_OVERFLOW"
 	// InferenceFailed: the engine failed while generating.
 	InferenceFailed Code = "INFERENCE_FAILED"
+	// RetriesExhausted: every attempt the job was allowed failed (its
+	// workers died, stalled or could not store its events).
+	RetriesExhausted Code = "RETRIES_EXHAUSTED"
 )
 
 // Error is a contract error: a code, a sentence for people, and the JSON

@@ -65,7 +65,7 @@ func StreamConfigs(eventsMaxAge time.Duration) []jetstream.StreamConfig {
 		Subjects:          []string{CancelPrefix + ">"},
 		Retention:         jetstream.LimitsPolicy,
 		Storage:           jetstream.FileStorage,
-		MaxAge:            eventsMaxAge,
+		MaxAge:            max(eventsMaxAge, QueueMaxAge), // a cancel outlives the job it waits for
 		MaxMsgsPerSubject: 1,
 	}}
 }

@@ -40,8 +40,10 @@ func (w *Worker) handle(jobsCtx context.Context, msg jetstream.Msg) {
 	ctx, cancel := context.WithCancelCause(jobsCtx)
 	defer cancel(nil)
 	if !w.register(req.JobID, cancel) {
-		w.log.Warn().Str("job_id", req.JobID).Msg("job delivered again while it runs here; dropping the copy")
-		msg.Ack()
+		// A redelivery is the same stream message: acking or handing back
+		// the copy would settle the running job itself, which settles it
+		// when it ends.
+		w.log.Warn().Str("job_id", req.JobID).Msg("job delivered again while it runs here; leaving the copy to the running job")
 		return
 	}
 	defer w.unregister(req.JobID)
