@@ -10,14 +10,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -25,18 +21,17 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 
-	"github.com/narrated/llmworker/internal/bridge"
 	"github.com/narrated/llmworker/internal/engine"
 	"github.com/narrated/llmworker/internal/jobs"
-	"github.com/narrated/llmworker/internal/testutil"
 )
 
-const (
-	maxTokens = 200
-	prompt    = "Once upon a time"
-)
+// workload is what every path of one table generates: each job the same
+// prompt and the same number of tokens, greedy.
+type workload struct {
+	prompt    string
+	maxTokens int
+}
 
 // run is one measurement: when each job's first and last token arrived,
 // and how many tokens each got, against the moment the jobs were asked for.
@@ -110,13 +105,13 @@ func nextID() string {
 	return "bench-" + strconv.Itoa(seq)
 }
 
-func request(id string) map[string]any {
-	return map[string]any{"job_id": id, "prompt": prompt, "max_tokens": maxTokens, "temperature": 0}
+func (w workload) request(id string) map[string]any {
+	return map[string]any{"job_id": id, "prompt": w.prompt, "max_tokens": w.maxTokens, "temperature": 0}
 }
 
-func rawPath(eng *engine.Engine) path {
-	return path{"raw engine", func(b *testing.B, n int) *run {
-		p, err := eng.Tokenize(prompt)
+func enginePath(eng *engine.Engine, w workload) path {
+	return path{"engine", func(b *testing.B, n int) *run {
+		p, err := eng.Tokenize(w.prompt)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -124,7 +119,7 @@ func rawPath(eng *engine.Engine) path {
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Go(func() {
-				_, err := eng.Generate(context.Background(), engine.Request{Prompt: p, MaxTokens: maxTokens,
+				_, err := eng.Generate(context.Background(), engine.Request{Prompt: p, MaxTokens: w.maxTokens,
 					Sampling: engine.Sampling{TopK: jobs.DefaultTopK, TopP: jobs.DefaultTopP, MinP: jobs.DefaultMinP, RepetitionPenalty: 1}},
 					engine.Hooks{Piece: func(string, int) { r.token(i) }})
 				if err != nil {
@@ -137,7 +132,7 @@ func rawPath(eng *engine.Engine) path {
 	}}
 }
 
-func natsPath(nc *nats.Conn, js jetstream.JetStream) path {
+func natsPath(nc *nats.Conn, js jetstream.JetStream, w workload) path {
 	return path{"NATS subscriber", func(b *testing.B, n int) *run {
 		ids := make([]string, n)
 		var wg sync.WaitGroup
@@ -161,7 +156,7 @@ func natsPath(nc *nats.Conn, js jetstream.JetStream) path {
 		nc.Flush()
 		*r = *newRun(n)
 		for _, id := range ids {
-			data, _ := json.Marshal(request(id))
+			data, _ := json.Marshal(w.request(id))
 			if _, err := js.Publish(context.Background(), jobs.ExecuteSubject, data); err != nil {
 				b.Fatal(err)
 			}
@@ -171,12 +166,12 @@ func natsPath(nc *nats.Conn, js jetstream.JetStream) path {
 	}}
 }
 
-func ssePath(base string) path {
+func ssePath(base string, w workload) path {
 	return path{"SSE client", func(b *testing.B, n int) *run {
 		r := newRun(n)
 		var wg sync.WaitGroup
 		for i := range n {
-			body, _ := json.Marshal(request(nextID()))
+			body, _ := json.Marshal(w.request(nextID()))
 			wg.Go(func() {
 				req, _ := http.NewRequest("POST", base+"/v1/jobs", bytes.NewReader(body))
 				req.Header.Set("Accept", "text/event-stream")
@@ -201,101 +196,6 @@ func ssePath(base string) path {
 		wg.Wait()
 		return r
 	}}
-}
-
-// BenchmarkPaths prints the side-by-side table. Run it once
-// (-benchtime=1x); BENCH_ROUNDS sets the rounds (default 15) and
-// BENCH_THREADS llama.cpp's threads (default 1, the same on every path).
-func BenchmarkPaths(b *testing.B) {
-	rounds := envInt("BENCH_ROUNDS", 15)
-	threads := envInt("BENCH_THREADS", 1)
-	_, url := testutil.StartNATS(b)
-	eng, err := engine.Load(engine.Config{ModelPath: testutil.ModelPath(b), Parallel: 4, ContextSize: 512, Threads: threads})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(eng.Close)
-	testutil.StartWorkerWith(b, url, testutil.WorkerOptions{Engine: eng, Parallel: 4})
-	nc := testutil.Connect(b, url)
-	js := testutil.JetStream(b, nc)
-	br, err := bridge.New(bridge.Config{}, testutil.Connect(b, url), zerolog.Nop())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(br.Close)
-	hs := httptest.NewServer(br)
-	b.Cleanup(hs.Close)
-
-	paths := []path{rawPath(eng), natsPath(nc, js), ssePath(hs.URL)}
-	type key struct {
-		path string
-		jobs int
-	}
-	// Each round runs every path back to back, and each ratio is taken
-	// within its round: the machine's noise comes and goes slower than a
-	// round, so paired ratios vary far less than separate medians. The
-	// order rotates from round to round: whichever path runs first after
-	// the quiet of the raw engine's single job pays for waking the idle
-	// core (a millisecond or two of time to first token on these VMs).
-	rates := map[key][]float64{}
-	ttfts := map[key][]time.Duration{}
-	cpu := map[key][]time.Duration{}       // CPU time per token
-	ratios := map[key][]float64{}          // rate against the same round's raw engine, 1 job
-	addedTTFT := map[key][]time.Duration{} // TTFT against the same round's raw engine
-	for round := range rounds + 1 {
-		got := map[key]*run{}
-		for _, n := range []int{1, 4} {
-			for i := range paths {
-				p := paths[(i+round)%len(paths)]
-				before := cpuTime()
-				r := p.run(b, n)
-				r.cpu = cpuTime() - before
-				got[key{p.name, n}] = r
-			}
-		}
-		if round == 0 {
-			continue // warm-up
-		}
-		raw1 := got[key{"raw engine", 1}]
-		for k, r := range got {
-			rates[k] = append(rates[k], r.rate())
-			ttfts[k] = append(ttfts[k], r.ttft())
-			cpu[k] = append(cpu[k], r.cpu/time.Duration(r.total()))
-			ratios[k] = append(ratios[k], r.rate()/raw1.rate())
-			addedTTFT[k] = append(addedTTFT[k], r.ttft()-got[key{"raw engine", k.jobs}].ttft())
-		}
-	}
-	b.StopTimer()
-
-	var out strings.Builder
-	fmt.Fprintf(&out, "\n%d tokens a job from %q, greedy, %d llama.cpp thread(s), GOMAXPROCS %d, medians of %d rounds\n\n",
-		maxTokens, prompt, threads, runtime.GOMAXPROCS(0), rounds)
-	fmt.Fprintf(&out, "| path | jobs at once | tokens/s (all jobs) | vs raw engine, 1 job | time to first token (p50) | added to raw engine's | CPU per token |\n|---|---|---|---|---|---|---|\n")
-	for _, n := range []int{1, 4} {
-		for _, p := range paths {
-			k := key{p.name, n}
-			fmt.Fprintf(&out, "| %s | %d | %.0f | %.1f%% | %.2f ms | %+.2f ms | %.0f µs |\n", p.name, n, median(rates[k]),
-				100*median(ratios[k]), ms(median(ttfts[k])), ms(median(addedTTFT[k])), float64(median(cpu[k]))/1e3)
-		}
-	}
-	nats1 := median(ratios[key{"NATS subscriber", 1}])
-	sse1 := median(ratios[key{"SSE client", 1}])
-	var scale []float64
-	for i, r4 := range rates[key{"NATS subscriber", 4}] {
-		scale = append(scale, r4/rates[key{"NATS subscriber", 1}][i])
-	}
-	rawScale := median(ratios[key{"raw engine", 4}])
-	sseTTFT := median(addedTTFT[key{"SSE client", 1}])
-	fmt.Fprintf(&out, "\nTargets (ratios taken within each round):\n")
-	fmt.Fprintf(&out, "- NATS path keeps %.1f%% of the raw engine's single-job tokens/s (target ≥ 95%%)\n", 100*nats1)
-	fmt.Fprintf(&out, "- 4 jobs at once give %.2f× the single-job throughput over NATS (target ≥ 2×; the raw engine itself gives %.2f×)\n", median(scale), rawScale)
-	fmt.Fprintf(&out, "- SSE path keeps %.1f%% of the raw engine's single-job tokens/s (target ≥ 95%%)\n", 100*sse1)
-	fmt.Fprintf(&out, "- SSE adds %.2f ms to the raw engine's time to first token, p50 (target ≤ 2 ms)\n", ms(sseTTFT))
-	fmt.Print(out.String())
-	b.ReportMetric(100*nats1, "nats-%-of-raw")
-	b.ReportMetric(median(scale), "x-4-jobs")
-	b.ReportMetric(100*sse1, "sse-%-of-raw")
-	b.ReportMetric(ms(sseTTFT), "sse-ttft-added-ms")
 }
 
 // cpuTime is the CPU time this process has used, user and system.
