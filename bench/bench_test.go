@@ -109,8 +109,15 @@ func (w workload) request(id string) map[string]any {
 	return map[string]any{"job_id": id, "prompt": w.prompt, "max_tokens": w.maxTokens, "temperature": 0}
 }
 
+// greedy is what a job with temperature 0 asks of the engine.
+var greedy = engine.Sampling{TopK: jobs.DefaultTopK, TopP: jobs.DefaultTopP, MinP: jobs.DefaultMinP, RepetitionPenalty: 1}
+
 func enginePath(eng *engine.Engine, w workload) path {
-	return path{"engine", func(b *testing.B, n int) *run {
+	return engineSampling("engine", eng, w, greedy)
+}
+
+func engineSampling(name string, eng *engine.Engine, w workload, s engine.Sampling) path {
+	return path{name, func(b *testing.B, n int) *run {
 		p, err := eng.Tokenize(w.prompt)
 		if err != nil {
 			b.Fatal(err)
@@ -120,7 +127,7 @@ func enginePath(eng *engine.Engine, w workload) path {
 		for i := range n {
 			wg.Go(func() {
 				_, err := eng.Generate(context.Background(), engine.Request{Prompt: p, MaxTokens: w.maxTokens,
-					Sampling: engine.Sampling{TopK: jobs.DefaultTopK, TopP: jobs.DefaultTopP, MinP: jobs.DefaultMinP, RepetitionPenalty: 1}},
+					Sampling: s},
 					engine.Hooks{Piece: func(string, int) { r.token(i) }})
 				if err != nil {
 					b.Error(err)

@@ -185,3 +185,25 @@ func (rg *rig) targets(b *testing.B, st map[key]*stats) {
 	b.ReportMetric(100*sse1, "sse-%-of-bare")
 	b.ReportMetric(ms(sseTTFT), "sse-ttft-added-ms")
 }
+
+// BenchmarkGreedy shows what skipping llama.cpp's sampler chain when
+// greedy is worth: the engine as jobs use it (argmax of the logits)
+// against the engine sampling the same tokens through the chain (top-k 1
+// at temperature 1), beside bare llama.cpp.
+func BenchmarkGreedy(b *testing.B) {
+	rounds := envInt("BENCH_ROUNDS", 11)
+	w := workload{prompt: "Once upon a time", maxTokens: 200}
+	model := testutil.ModelPath(b)
+	eng, err := engine.Load(engine.Config{ModelPath: model, Parallel: 8, ContextSize: 512, Threads: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(eng.Close)
+	chain := engine.Sampling{Temperature: 1, TopK: 1, TopP: 1, RepetitionPenalty: 1}
+	rg := &rig{model: model, parallel: 8, threads: 1, paths: []path{
+		newBare(b, model, w, 8, 512, 1).path(), enginePath(eng, w), engineSampling("engine, sampler chain", eng, w, chain),
+	}}
+	st := rg.measure(b, []int{1, 8}, rounds)
+	b.StopTimer()
+	rg.print(b, "greedy: argmax against llama.cpp's sampler chain", []int{1, 8}, rounds, st)
+}

@@ -35,13 +35,18 @@ func loadShared(t *testing.T) *Engine {
 
 func greedy(t *testing.T, e *Engine, prompt string, maxTokens int, stop ...string) (string, Result) {
 	t.Helper()
+	return generate(t, e, prompt, maxTokens, Sampling{TopK: 40, TopP: 1}, stop...)
+}
+
+func generate(t *testing.T, e *Engine, prompt string, maxTokens int, s Sampling, stop ...string) (string, Result) {
+	t.Helper()
 	p, err := e.Tokenize(prompt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var b strings.Builder
 	next := 0
-	res, err := e.Generate(context.Background(), Request{Prompt: p, MaxTokens: maxTokens, Stop: stop, Sampling: Sampling{TopK: 40, TopP: 1}},
+	res, err := e.Generate(context.Background(), Request{Prompt: p, MaxTokens: maxTokens, Stop: stop, Sampling: s},
 		Hooks{Piece: func(text string, i int) {
 			if i != next {
 				t.Errorf("piece index %d, want %d", i, next)
@@ -90,6 +95,20 @@ func TestParallelMatchesSequential(t *testing.T) {
 	for i := range prompts {
 		if got[i] != want[i] {
 			t.Errorf("prompt %q batched:\n%q\nalone:\n%q", prompts[i], got[i], want[i])
+		}
+	}
+}
+
+// Greedy takes the argmax of the logits, not llama.cpp's sampler chain:
+// the chain keeping only its top token (top-k 1, at temperature 1) must
+// pick the same tokens.
+func TestGreedyIsTheSamplersTopToken(t *testing.T) {
+	e := loadShared(t)
+	for _, prompt := range []string{"Once upon a time", "The dog", "Tom had a red ball"} {
+		want, _ := generate(t, e, prompt, 60, Sampling{Temperature: 1, TopK: 1, TopP: 1, Seed: 7})
+		got, _ := generate(t, e, prompt, 60, Sampling{TopP: 1})
+		if got != want {
+			t.Errorf("%q: greedy gave\n%q\nthe sampler chain\n%q", prompt, got, want)
 		}
 	}
 }

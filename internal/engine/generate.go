@@ -92,9 +92,12 @@ func (e *Engine) Generate(ctx context.Context, req Request, hooks Hooks) (Result
 	if err := e.checkFits(req.Prompt, req.MaxTokens); err != nil {
 		return Result{}, err
 	}
-	sampler, err := llama.NewSamplingContext(e.model, samplingParams(req.Sampling))
-	if err != nil {
-		return Result{}, fmt.Errorf("sampler: %w", err)
+	var sampler *llama.SamplingContext
+	if !req.Sampling.greedy() {
+		var err error
+		if sampler, err = llama.NewSamplingContext(e.model, samplingParams(req.Sampling)); err != nil {
+			return Result{}, fmt.Errorf("sampler: %w", err)
+		}
 	}
 	seq := &sequence{
 		ctx:       ctx,
@@ -138,6 +141,13 @@ func (r *Result) orZero() Result {
 		return Result{}
 	}
 	return *r
+}
+
+// greedy says the settings pick the most likely token every time: at
+// temperature 0 top-k, top-p and min-p all keep it, and only a repetition
+// penalty could change which token that is.
+func (s Sampling) greedy() bool {
+	return s.Temperature == 0 && (s.RepetitionPenalty == 0 || s.RepetitionPenalty == 1)
 }
 
 func samplingParams(s Sampling) llama.SamplingParams {

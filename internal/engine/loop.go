@@ -12,7 +12,7 @@ import (
 // its fields once it is submitted.
 type sequence struct {
 	ctx       interface{ Err() error }
-	sampler   *llama.SamplingContext
+	sampler   *llama.SamplingContext // nil when greedy
 	maxTokens int
 	text      textBuffer
 	updates   chan update
@@ -218,8 +218,7 @@ func (e *Engine) admit(seq *sequence, i int, cached []int) {
 
 // sample takes the next token of seq and says whether seq is done.
 func (e *Engine) sample(seq *sequence) (StopReason, bool) {
-	token := seq.sampler.Sample(e.lc, seq.iBatch)
-	seq.sampler.Accept(token, true)
+	token := e.pick(seq)
 	if seq.result.Tokens == 0 {
 		seq.result.PromptTime = time.Since(seq.started)
 	}
@@ -238,6 +237,29 @@ func (e *Engine) sample(seq *sequence) (StopReason, bool) {
 	}
 	seq.pending = append(seq.pending[:0], token)
 	return 0, false
+}
+
+// pick samples seq's next token from this step's logits. Greedy skips
+// llama.cpp's sampler chain, which copies and sorts the whole vocabulary to
+// keep one token: the argmax of the logits is the same token.
+func (e *Engine) pick(seq *sequence) int {
+	if seq.sampler == nil {
+		return argmax(e.lc.GetLogitsIth(seq.iBatch))
+	}
+	token := seq.sampler.Sample(e.lc, seq.iBatch)
+	seq.sampler.Accept(token, true)
+	return token
+}
+
+// argmax is the index of the largest of v, the first on a tie.
+func argmax(v []float32) int {
+	best := 0
+	for i, x := range v {
+		if x > v[best] {
+			best = i
+		}
+	}
+	return best
 }
 
 func (e *Engine) emit(seq *sequence, text string) {
