@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/narrated/llmworker/internal/bridge"
+	"github.com/narrated/llmworker/internal/natsconn"
 )
 
 func main() {
@@ -38,15 +39,19 @@ func main() {
 }
 
 func run(ctx context.Context, opts bridge.Options, log zerolog.Logger) error {
-	nc, err := nats.Connect(opts.NATSURL,
-		nats.Name("ssebridge"),
+	url := natsconn.Redact(opts.NATS.URL)
+	// A server that is not up yet is waited for; one that refuses the
+	// bridge's credentials stops it at once.
+	nc, err := opts.NATS.ConnectOrRetry("ssebridge",
 		nats.MaxReconnects(-1),
-		nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn().Err(err).Str("url", opts.NATSURL).Msg("nats disconnected")
+			log.Warn().Err(err).Str("url", url).Msg("nats disconnected")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info().Str("url", nc.ConnectedUrl()).Msg("nats reconnected")
+			log.Info().Str("url", natsconn.Describe(nc)).Msg("nats reconnected")
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Warn().Err(err).Msg("nats error")
 		}))
 	if err != nil {
 		return err
@@ -76,7 +81,7 @@ func run(ctx context.Context, opts bridge.Options, log zerolog.Logger) error {
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	log.Info().Str("listen", ln.Addr().String()).Str("nats", opts.NATSURL).Msg("ssebridge ready")
+	log.Info().Str("listen", ln.Addr().String()).Str("nats", url).Msg("ssebridge ready")
 	select {
 	case err := <-errc:
 		return err

@@ -17,22 +17,24 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/narrated/llmworker/internal/flagenv"
 	"github.com/narrated/llmworker/internal/jobs"
+	"github.com/narrated/llmworker/internal/natsconn"
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout); err != nil {
+	if err := run(os.Args[1:], os.Getenv, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "submit:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string, out io.Writer) error {
+func run(args []string, getenv func(string) string, out io.Writer) error {
 	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
-	url := fs.String("nats", envOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL [$NATS_URL]")
+	var conn natsconn.Config
+	conn.Define(fs, natsconn.DefaultURL, "NATS server URL, or several separated by commas")
 	pool := fs.String("pool", "", "the workers' pool (empty: jobs.execute)")
 	raw := fs.Bool("json", false, "print the raw events, one JSON object a line")
 	timeout := fs.Duration("wait", 5*time.Minute, "give up waiting for the job's end after this")
@@ -41,7 +43,8 @@ func run(args []string, out io.Writer) error {
 	fs.StringVar(&req.Prompt, "prompt", "Once upon a time", "the prompt")
 	maxTokens := fs.Int("max-tokens", jobs.DefaultMaxTokens, "tokens to generate at most")
 	temperature := fs.Float64("temperature", jobs.DefaultTemperature, "sampling temperature (0: greedy)")
-	if err := fs.Parse(args); err != nil {
+	flagenv.Document(fs, natsconn.Env)
+	if err := flagenv.Parse(fs, args, natsconn.Env, getenv); err != nil {
 		return err
 	}
 	if req.JobID == "" {
@@ -53,9 +56,9 @@ func run(args []string, out io.Writer) error {
 	}
 	data, _ := json.Marshal(req)
 
-	nc, err := nats.Connect(*url, nats.Name("submit"))
+	nc, err := conn.Connect("submit")
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", *url, err)
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -167,11 +170,4 @@ func (v *view) line(s string) {
 		v.inText = false
 	}
 	fmt.Fprintln(v.out, s)
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }

@@ -8,11 +8,13 @@ import (
 	"github.com/narrated/llmworker/internal/testutil"
 )
 
+func noEnv(string) string { return "" }
+
 func TestSubmitShowsTheJob(t *testing.T) {
 	_, url := testutil.StartNATS(t)
 	testutil.StartWorker(t, url)
 	var out bytes.Buffer
-	if err := run([]string{"-nats", url, "-prompt", "Once upon a time", "-max-tokens", "25", "-temperature", "0"}, &out); err != nil {
+	if err := run([]string{"-nats", url, "-prompt", "Once upon a time", "-max-tokens", "25", "-temperature", "0"}, noEnv, &out); err != nil {
 		t.Fatal(err)
 	}
 	text := out.String()
@@ -34,11 +36,11 @@ func TestSubmitShowsTheJob(t *testing.T) {
 }
 
 func TestSubmitRefusesBadInput(t *testing.T) {
-	err := run([]string{"-nats", "nats://127.0.0.1:1", "-prompt", ""}, &bytes.Buffer{})
+	err := run([]string{"-nats", "nats://127.0.0.1:1", "-prompt", ""}, noEnv, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "prompt") {
 		t.Errorf("err = %v, want a prompt error", err)
 	}
-	err = run([]string{"-nats", "nats://127.0.0.1:1", "-job-id", "a.b"}, &bytes.Buffer{})
+	err = run([]string{"-nats", "nats://127.0.0.1:1", "-job-id", "a.b"}, noEnv, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "job_id") {
 		t.Errorf("err = %v, want a job_id error", err)
 	}

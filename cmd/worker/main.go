@@ -28,6 +28,7 @@ import (
 
 	"github.com/narrated/llmworker/internal/engine"
 	"github.com/narrated/llmworker/internal/narration"
+	"github.com/narrated/llmworker/internal/natsconn"
 	"github.com/narrated/llmworker/internal/natsserver"
 	"github.com/narrated/llmworker/internal/worker"
 )
@@ -44,6 +45,10 @@ func run() int {
 		return 2
 	}
 	log := newLogger(opts.Log).With().Str("worker_id", opts.WorkerID).Logger()
+	if _, err := opts.NATS.Options(); err != nil {
+		log.Error().Msg("❌ " + err.Error())
+		return 1
+	}
 	tell := narration.New(log, opts.WorkerID)
 	life := &narration.LifecycleSink{}
 	tell.Tell(narration.Startup(opts.WorkerID, version()), life)
@@ -60,13 +65,17 @@ func run() int {
 
 	nc, srv, err := connect(opts, log)
 	if err != nil {
-		tell.Tell(narration.NATSConnectFailed(natsTarget(opts), err), life)
+		var refused *natsconn.Error
+		if errors.As(err, &refused) {
+			err = errors.New(refused.Reason) // the URL is told beside it
+		}
+		tell.Tell(narration.NATSConnectFailed(natsTarget(opts), err, refused != nil && !refused.Unreachable), life)
 		return 1
 	}
 	if srv != nil {
 		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
 	}
-	tell.Tell(narration.NATSConnect(nc.ConnectedUrl()), life)
+	tell.Tell(narration.NATSConnect(natsconn.Describe(nc)), life)
 	life.Attach(nc)
 
 	if opts.MetricsListen != "" {
@@ -114,11 +123,12 @@ func load(cfg engine.Config, tell *narration.Narrator, life narration.Sink) (*en
 	return eng, nil
 }
 
-// connect connects to -nats, or starts the embedded server when it is empty.
+// connect connects to -nats with the credentials given, or starts the
+// embedded server when it is empty.
 func connect(opts worker.Options, log zerolog.Logger) (*nats.Conn, *server.Server, error) {
 	var srv *server.Server
-	url := opts.NATSURL
-	if url == "" {
+	cfg := opts.NATS
+	if cfg.URL == "" {
 		var err error
 		host, port, err := net.SplitHostPort(opts.EmbeddedListen)
 		if err != nil {
@@ -132,10 +142,9 @@ func connect(opts worker.Options, log zerolog.Logger) (*nats.Conn, *server.Serve
 		if err != nil {
 			return nil, nil, err
 		}
-		url = srv.ClientURL()
+		cfg.URL = srv.ClientURL()
 	}
-	nc, err := nats.Connect(url,
-		nats.Name("worker "+opts.WorkerID),
+	nc, err := cfg.Connect("worker "+opts.WorkerID,
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
 		// No buffering while disconnected: a job's events fail at once and
@@ -146,7 +155,10 @@ func connect(opts worker.Options, log zerolog.Logger) (*nats.Conn, *server.Serve
 			log.Warn().Err(err).Msg("disconnected from NATS; reconnecting")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info().Str("url", nc.ConnectedUrl()).Msg("reconnected to NATS")
+			log.Info().Str("url", natsconn.Describe(nc)).Msg("reconnected to NATS")
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Warn().Err(err).Msg("NATS error")
 		}))
 	if err != nil {
 		if srv != nil {
@@ -192,10 +204,10 @@ func drain(nc *nats.Conn) {
 }
 
 func natsTarget(opts worker.Options) string {
-	if opts.NATSURL == "" {
+	if opts.NATS.URL == "" {
 		return "embedded " + opts.EmbeddedListen
 	}
-	return opts.NATSURL
+	return natsconn.Redact(opts.NATS.URL)
 }
 
 // newLogger writes zerolog JSON to stdout, or pretty console lines when

@@ -7,13 +7,15 @@ import (
 	"strings"
 
 	"github.com/narrated/llmworker/internal/flagenv"
+	"github.com/narrated/llmworker/internal/natsconn"
 )
 
 // Options are the ssebridge binary's settings: where it connects and
 // listens, and the Server's Config.
 type Options struct {
-	NATSURL string
-	Listen  string
+	// NATS is the server and the credentials the bridge connects with.
+	NATS   natsconn.Config
+	Listen string
 	// EnsureStreams creates the contract's streams that are missing at
 	// start-up, so the bridge works before any worker has started.
 	EnsureStreams bool
@@ -21,8 +23,7 @@ type Options struct {
 }
 
 // flagEnv names the environment variable behind each flag.
-var flagEnv = map[string]string{
-	"nats":           "NATS_URL",
+var flagEnv = natsconn.WithEnv(map[string]string{
 	"listen":         "BRIDGE_LISTEN",
 	"ensure-streams": "BRIDGE_ENSURE_STREAMS",
 	"auth-token":     "BRIDGE_AUTH_TOKEN",
@@ -31,13 +32,13 @@ var flagEnv = map[string]string{
 	"not-found-wait": "BRIDGE_NOT_FOUND_WAIT",
 	"write-timeout":  "BRIDGE_WRITE_TIMEOUT",
 	"max-body":       "BRIDGE_MAX_BODY",
-}
+})
 
 // FlagSet defines the ssebridge flags on o. It is the binary's only
 // definition of them, so the tests parse compose.yaml's commands with it.
 func FlagSet(o *Options) *flag.FlagSet {
 	fs := flag.NewFlagSet("ssebridge", flag.ContinueOnError)
-	fs.StringVar(&o.NATSURL, "nats", "nats://127.0.0.1:4222", "NATS server URL")
+	o.NATS.Define(fs, natsconn.DefaultURL, "NATS server URL, or several separated by commas")
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "HTTP listen address")
 	fs.BoolVar(&o.EnsureStreams, "ensure-streams", true, "create the JetStream streams that are missing at start-up")
 	fs.StringVar(&o.AuthToken, "auth-token", "", "bearer token required on every /v1 route (empty: none)")

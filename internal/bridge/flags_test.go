@@ -13,7 +13,7 @@ import (
 func TestParseFlags(t *testing.T) {
 	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 	o, err := bridge.ParseFlags(nil, env(nil), io.Discard)
-	if err != nil || o.NATSURL != "nats://127.0.0.1:4222" || o.Listen != "127.0.0.1:8080" || !o.EnsureStreams ||
+	if err != nil || o.NATS.URL != "nats://127.0.0.1:4222" || o.Listen != "127.0.0.1:8080" || !o.EnsureStreams ||
 		o.Heartbeat != bridge.DefaultHeartbeat || o.NotFoundWait != bridge.DefaultNotFoundWait {
 		t.Fatalf("defaults: %+v, %v", o, err)
 	}
@@ -23,7 +23,7 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Heartbeat != time.Second || o.NATSURL != "nats://n:4222" || o.AuthToken != "tok" || o.NotFoundWait != 250*time.Millisecond ||
+	if o.Heartbeat != time.Second || o.NATS.URL != "nats://n:4222" || o.AuthToken != "tok" || o.NotFoundWait != 250*time.Millisecond ||
 		!slices.Equal(o.CORSOrigins, []string{"https://a.example", "https://b.example"}) {
 		t.Fatalf("a flag wins over its variable, a variable over the default: %+v", o)
 	}

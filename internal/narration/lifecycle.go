@@ -64,12 +64,17 @@ func NATSConnect(url string) jobs.Narration {
 		"🔌 Connected to NATS at "+url)
 }
 
-// NATSConnectFailed: the NATS server at url could not be reached.
-func NATSConnectFailed(url string, err error) jobs.Narration {
+// NATSConnectFailed: the worker could not connect to the NATS server at
+// url (already redacted): none answered, or it refused the worker's
+// credentials or certificate (refused).
+func NATSConnectFailed(url string, err error, refused bool) jobs.Narration {
 	n := lifecycle("worker", ActionNATSConnectFailed, url,
 		fmt.Sprintf("Could not connect to NATS at %s: %v.", url, err),
-		fmt.Sprintf("🚫 NATS unreachable at %s: %v", url, err))
+		fmt.Sprintf("🚫 Cannot connect to NATS at %s: %v", url, err))
 	n.ErrorKind = "NATS_UNREACHABLE"
+	if refused {
+		n.ErrorKind = "NATS_REFUSED"
+	}
 	return n
 }
 

@@ -34,7 +34,7 @@ func TestCuteLines(t *testing.T) {
 		{j.InferenceFailed(jobs.InferenceFailed, "decode failed"), ActionInferenceFailed, "💥 Inference failed: decode failed"},
 		{Ready("w1", "stories260K", "", 4), ActionReady, "🟢 Ready: stories260K, pool default, 4 slots"},
 		{ModelLoadComplete("/m.gguf", "m", 1185376, 25*time.Millisecond), ActionModelLoadComplete, "✅ Model loaded: m (1.1 MiB in 25ms)"},
-		{NATSConnectFailed("nats://x:1", errors.New("refused")), ActionNATSConnectFailed, "🚫 NATS unreachable at nats://x:1: refused"},
+		{NATSConnectFailed("nats://x:1", errors.New("refused"), false), ActionNATSConnectFailed, "🚫 Cannot connect to NATS at nats://x:1: refused"},
 	}
 	for _, tt := range tests {
 		if tt.n.Action != tt.action || tt.n.Cute != tt.cute || tt.n.Human == "" {

@@ -11,12 +11,14 @@ import (
 	"github.com/narrated/llmworker/internal/engine"
 	"github.com/narrated/llmworker/internal/flagenv"
 	"github.com/narrated/llmworker/internal/jobs"
+	"github.com/narrated/llmworker/internal/natsconn"
 )
 
 // Options are the worker binary's settings.
 type Options struct {
-	// NATSURL is the server to use; empty starts an embedded one.
-	NATSURL string
+	// NATS is the server to use and the credentials to present; an empty
+	// URL starts an embedded server.
+	NATS natsconn.Config
 	// DataDir holds the embedded server's JetStream store.
 	DataDir string
 	// EmbeddedListen is where the embedded server listens.
@@ -31,9 +33,8 @@ type Options struct {
 }
 
 // flagEnv names the environment variable behind each flag.
-var flagEnv = map[string]string{
+var flagEnv = natsconn.WithEnv(map[string]string{
 	"model":           "MODEL_PATH",
-	"nats":            "NATS_URL",
 	"data-dir":        "DATA_DIR",
 	"embedded-listen": "EMBEDDED_LISTEN",
 	"worker-id":       "WORKER_ID",
@@ -47,14 +48,14 @@ var flagEnv = map[string]string{
 	"events-max-age":  "EVENTS_MAX_AGE",
 	"log":             "LOG_FORMAT",
 	"metrics-listen":  "METRICS_LISTEN",
-}
+})
 
 // FlagSet defines the worker's flags on o: the binary's only definition of
 // them, which the tests also use to check compose.yaml.
 func FlagSet(o *Options) *flag.FlagSet {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.StringVar(&o.Engine.ModelPath, "model", "", "GGUF model file")
-	fs.StringVar(&o.NATSURL, "nats", "", "NATS server URL; empty starts an embedded server with JetStream on 127.0.0.1:4222")
+	o.NATS.Define(fs, "", "NATS server URL, or several separated by commas; empty starts an embedded server with JetStream on 127.0.0.1:4222")
 	fs.StringVar(&o.EmbeddedListen, "embedded-listen", "127.0.0.1:4222", "where the embedded NATS server listens (with an empty -nats)")
 	fs.StringVar(&o.DataDir, "data-dir", "data/nats", "the embedded server's JetStream store")
 	fs.StringVar(&o.WorkerID, "worker-id", "", "this worker's id (default: host name and a random suffix)")
@@ -94,6 +95,8 @@ func ParseFlags(args []string, getenv func(string) string, output io.Writer) (Op
 		return o, fmt.Errorf("-progress-every %d: must be at least 1", o.ProgressEvery)
 	case o.Log != "auto" && o.Log != "json" && o.Log != "console":
 		return o, fmt.Errorf("-log %q: must be auto, json or console", o.Log)
+	case o.NATS.URL == "" && o.NATS.HasCredentials():
+		return o, fmt.Errorf("-nats-creds, -nats-nkey and -nats-tls-*: need -nats (the embedded server takes no credentials)")
 	}
 	if o.WorkerID == "" {
 		host, _ := os.Hostname()

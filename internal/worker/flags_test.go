@@ -12,7 +12,7 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Engine.ModelPath != "/m.gguf" || o.Engine.Parallel != 2 || o.Slots != 2 || o.Pool != "cpu" || o.WorkerID == "" || o.NATSURL != "" {
+	if o.Engine.ModelPath != "/m.gguf" || o.Engine.Parallel != 2 || o.Slots != 2 || o.Pool != "cpu" || o.WorkerID == "" || o.NATS.URL != "" {
 		t.Errorf("options %+v", o)
 	}
 	for _, bad := range [][]string{{"-pool", "a.b"}, {"-parallel", "0"}, {"-ctx-size", "8"}, {"-log", "xml"}, {"-threads", "-1"}} {
