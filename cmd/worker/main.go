@@ -49,14 +49,14 @@ func run() int {
 		log.Error().Msg("❌ " + err.Error())
 		return 1
 	}
-	tell := narration.New(log, opts.WorkerID)
-	life := &narration.LifecycleSink{}
-	tell.Tell(narration.Startup(opts.WorkerID, version()), life)
+	narrator := narration.New(log, opts.WorkerID)
+	lifecycle := &narration.LifecycleSink{}
+	narrator.Tell(narration.Startup(opts.WorkerID, version()), lifecycle)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	tell.Tell(narration.DeviceInit(engine.Devices().String()), life)
-	eng, err := load(opts.Engine, tell, life)
+	narrator.Tell(narration.DeviceInit(engine.Devices().String()), lifecycle)
+	eng, err := load(opts.Engine, narrator, lifecycle)
 	if err != nil {
 		log.Error().Err(err).Msg("❌ cannot load the model: " + err.Error())
 		return 1
@@ -69,14 +69,14 @@ func run() int {
 		if errors.As(err, &refused) {
 			err = errors.New(refused.Reason) // the URL is told beside it
 		}
-		tell.Tell(narration.NATSConnectFailed(natsTarget(opts), err, refused != nil && !refused.Unreachable), life)
+		narrator.Tell(narration.NATSConnectFailed(natsTarget(opts), err, refused != nil && !refused.Unreachable), lifecycle)
 		return 1
 	}
 	if srv != nil {
 		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
 	}
-	tell.Tell(narration.NATSConnect(natsconn.Describe(nc)), life)
-	life.Attach(nc)
+	narrator.Tell(narration.NATSConnect(natsconn.Describe(nc)), lifecycle)
+	lifecycle.Attach(nc)
 
 	if opts.MetricsListen != "" {
 		stopMetrics, err := serveMetrics(&opts, eng.Info().Name, log)
@@ -86,7 +86,7 @@ func run() int {
 		}
 		defer stopMetrics()
 	}
-	w, err := worker.New(opts.Config, nc, eng, tell, life, log)
+	w, err := worker.New(opts.Config, nc, eng, narrator, lifecycle, log)
 	if err == nil {
 		err = w.Run(ctx)
 	}
@@ -95,23 +95,23 @@ func run() int {
 		nc.Close()
 		return 1
 	}
-	tell.Tell(narration.Shutdown(opts.WorkerID, "goodbye"), life)
+	narrator.Tell(narration.Shutdown(opts.WorkerID, "goodbye"), lifecycle)
 	drain(nc)
 	return 0
 }
 
 // load loads the model, narrating its progress in quarters.
-func load(cfg engine.Config, tell *narration.Narrator, life narration.Sink) (*engine.Engine, error) {
+func load(cfg engine.Config, narrator *narration.Narrator, lifecycle narration.Sink) (*engine.Engine, error) {
 	var size int64
 	if st, err := os.Stat(cfg.ModelPath); err == nil {
 		size = st.Size()
 	}
-	tell.Tell(narration.ModelLoadStart(cfg.ModelPath, size), life)
+	narrator.Tell(narration.ModelLoadStart(cfg.ModelPath, size), lifecycle)
 	told := 0
 	cfg.Progress = func(p float32) {
 		if q := int(p*4) * 25; q > told {
 			told = q
-			tell.Tell(narration.ModelLoadProgress(cfg.ModelPath, q), life)
+			narrator.Tell(narration.ModelLoadProgress(cfg.ModelPath, q), lifecycle)
 		}
 	}
 	eng, err := engine.Load(cfg)
@@ -119,7 +119,7 @@ func load(cfg engine.Config, tell *narration.Narrator, life narration.Sink) (*en
 		return nil, err
 	}
 	info := eng.Info()
-	tell.Tell(narration.ModelLoadComplete(info.Path, info.Name, info.SizeBytes, info.LoadTime), life)
+	narrator.Tell(narration.ModelLoadComplete(info.Path, info.Name, info.SizeBytes, info.LoadTime), lifecycle)
 	return eng, nil
 }
 

@@ -36,6 +36,8 @@ func TestBadInputIs400AndNothingIsPublished(t *testing.T) {
 		{"two objects", `{"prompt":"a"}{"prompt":"b"}`, ""},
 		{"empty body", ``, ""},
 		{"unknown field", `{"prompt":"hi","bogus":1}`, "bogus"},
+		{"field in the wrong case", `{"prompt":"hi","JOB_ID":"x"}`, "JOB_ID"},
+		{"bridge field in the wrong case", `{"prompt":"hi","Pool":"x"}`, "Pool"},
 		{"wrong type", `{"prompt":42}`, "prompt"},
 		{"missing prompt", `{"max_tokens":5}`, "prompt"},
 		{"empty prompt", `{"prompt":""}`, "prompt"},
@@ -122,7 +124,7 @@ func TestSubmitPublishesTheJobWithoutBridgeFields(t *testing.T) {
 		}{&a.JobID, &a.EventsURL}); err != nil || resp.StatusCode != http.StatusAccepted {
 			t.Fatalf("got %s %s; want 202", resp.Status, body)
 		}
-		if !jobs.ValidJobID(a.JobID) || a.EventsURL != "/v1/jobs/"+a.JobID+"/events" || resp.Header.Get("Location") != a.EventsURL {
+		if !jobs.ValidSubjectToken(a.JobID) || a.EventsURL != "/v1/jobs/"+a.JobID+"/events" || resp.Header.Get("Location") != a.EventsURL {
 			t.Fatalf("got %+v, Location %q; want an assigned id and its events URL", a, resp.Header.Get("Location"))
 		}
 		st, err := h.js.Stream(context.Background(), jobs.QueueStream)

@@ -221,6 +221,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// notFound answers 404 for a job that is not queued, running or remembered.
+func notFound(w http.ResponseWriter) {
+	writeError(w, http.StatusNotFound, &jobs.Error{Code: jobs.NotFound, Field: "job_id", Message: "no job with this id is queued, running or remembered"})
+}
+
 func writeError(w http.ResponseWriter, status int, err error) {
 	var e *jobs.Error
 	if !errors.As(err, &e) {
@@ -232,9 +237,8 @@ func writeError(w http.ResponseWriter, status int, err error) {
 // jobID takes the job id from the path, answering 400 when it cannot be one.
 func jobID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.PathValue("job_id")
-	if !jobs.ValidJobID(id) {
-		writeError(w, http.StatusBadRequest, &jobs.Error{Code: jobs.InvalidRequest, Field: "job_id",
-			Message: "must be 1 to 128 of A-Z a-z 0-9 _ -"})
+	if err := jobs.CheckSubjectToken("job_id", id); err != nil {
+		writeError(w, http.StatusBadRequest, err)
 		return "", false
 	}
 	return id, true

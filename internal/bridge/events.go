@@ -15,8 +15,8 @@ import (
 	"github.com/narrated/llmworker/internal/jobs"
 )
 
-// follow says how a stream of events is served.
-type follow struct {
+// streamOptions say how a job's event stream is served.
+type streamOptions struct {
 	// after is the last event id the client has: events up to it are
 	// skipped.
 	after uint64
@@ -24,11 +24,11 @@ type follow struct {
 	known bool
 	// cancelOnGone cancels the job when the client goes away first.
 	cancelOnGone bool
-	// live, when set, is a follower the caller registered (and will
+	// live, when set, is a watcher the caller registered (and will
 	// unregister) ahead, and last the read of the job's last event it
 	// started after that: the bridge's POST does both while it publishes
 	// the job, to spare a round trip before the first token.
-	live *follower
+	live *watcher
 	last <-chan lastRead
 }
 
@@ -49,7 +49,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
-	s.follow(w, r, id, follow{after: after})
+	s.serveEvents(w, r, id, streamOptions{after: after})
 }
 
 // lastEventID reads the Last-Event-ID header, or the last_event_id query
@@ -69,104 +69,108 @@ func lastEventID(r *http.Request) (uint64, error) {
 	return n, nil
 }
 
-// follow streams a job's events as SSE: those stored so far, read from
-// JOB_EVENTS, then the live ones from the hub, skipping those the client
-// already has, until the terminal event.
-func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, f follow) {
+// serveEvents streams a job's events as SSE: those stored so far, read
+// from JOB_EVENTS, then the live ones from the hub, skipping those the
+// client already has, until the terminal event.
+func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, id string, o streamOptions) {
 	ctx := r.Context()
-	// Following before reading what is stored loses nothing: an event
+	// Watching before reading what is stored loses nothing: an event
 	// stored after this point comes live; one stored before, from the stream.
-	live := f.live
+	live := o.live
 	if live == nil {
 		var ok bool
-		if live, ok = s.followLive(ctx, w, id); !ok {
+		if live, ok = s.watchLive(ctx, w, id); !ok {
 			return
 		}
-		defer s.hub.unfollow(id, live)
+		defer s.hub.unwatch(id, live)
 	}
+	last, ok := s.findJob(ctx, w, id, o, live)
+	if !ok {
+		return
+	}
+	out := openSSE(w, id, s.cfg.WriteTimeout, o.after)
+	err := out.flush()
+	done := false
+	if err == nil && last != nil {
+		done, err = s.replay(ctx, id, last.Sequence, out.send)
+	}
+	if err == nil && !done {
+		err = s.sendLive(ctx, out, live)
+	}
+	if err != nil {
+		s.cutShort(ctx, id, o, err)
+	}
+}
+
+// findJob reads the job's last stored event, nil when it has none yet,
+// and answers 404 or 503 for a job that cannot be streamed.
+func (s *Server) findJob(ctx context.Context, w http.ResponseWriter, id string, o streamOptions, live *watcher) (*jetstream.RawStreamMsg, bool) {
 	var last *jetstream.RawStreamMsg
 	var err error
-	if f.last != nil {
-		read := <-f.last
+	if o.last != nil {
+		read := <-o.last
 		last, err = read.msg, read.err
 	} else {
 		last, err = s.lastEvent(ctx, id)
 	}
-	if err == nil && last == nil && !f.known {
-		f.known, err = s.queued(ctx, id)
+	known := o.known
+	if err == nil && last == nil && !known {
+		known, err = s.queued(ctx, id)
 	}
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, &jobs.Error{Code: jobs.Unavailable, Message: err.Error()})
-		return
+		return nil, false
 	}
-	if last == nil && !f.known && !s.awaitFirst(ctx, id, live) {
+	if last == nil && !known && !s.awaitFirst(ctx, id, live) {
 		if ctx.Err() == nil {
-			writeError(w, http.StatusNotFound, &jobs.Error{Code: jobs.NotFound, Field: "job_id", Message: "no job with this id is queued, running or remembered"})
+			notFound(w)
 		}
-		return
+		return nil, false
 	}
+	return last, true
+}
 
+// openSSE answers 200 with the headers of an event stream.
+func openSSE(w http.ResponseWriter, id string, timeout time.Duration, after uint64) *sseStream {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	h.Set("X-Job-Id", id)
-	out := &sseStream{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout, sent: f.after}
-	// gone ends a stream cut short: by the client leaving, or by the bridge
-	// dropping a client that does not keep up.
-	gone := func(err error) {
-		if ctx.Err() != nil {
-			s.clientGone(id, f)
-		} else {
-			s.dropped(id, err)
-		}
-	}
 	w.WriteHeader(http.StatusOK)
-	if err := out.flush(); err != nil {
-		gone(err)
-		return
-	}
-	if last != nil {
-		if done, err := s.replay(ctx, id, last.Sequence, out.send); err != nil || done {
-			if err != nil {
-				gone(err)
-			}
-			return
-		}
-	}
+	return &sseStream{w: w, rc: http.NewResponseController(w), timeout: timeout, sent: after}
+}
+
+// sendLive sends the watcher's events, with a heartbeat while there are
+// none, until the terminal event or an error.
+func (s *Server) sendLive(ctx context.Context, out *sseStream, live *watcher) error {
 	heartbeat := time.NewTicker(s.cfg.Heartbeat)
 	defer heartbeat.Stop()
 	for {
 		batch, behind := live.take()
 		for _, d := range batch {
 			if done, err := out.send(d); err != nil || done {
-				if err != nil {
-					gone(err)
-				}
-				return
+				return err
 			}
 		}
 		if behind {
-			gone(fmt.Errorf("more than %d events behind", maxQueued))
-			return
+			return fmt.Errorf("%w: more than %d events behind", errClientBehind, maxQueued)
 		}
 		select {
 		case <-ctx.Done():
-			gone(ctx.Err())
-			return
+			return ctx.Err()
 		case <-heartbeat.C:
 			if err := out.write([]byte(": ping\n\n")); err != nil {
-				gone(err)
-				return
+				return err
 			}
 		case <-live.wake:
 		}
 	}
 }
 
-// followLive registers for the job's live events, or answers 503.
-func (s *Server) followLive(ctx context.Context, w http.ResponseWriter, id string) (*follower, bool) {
-	live, err := s.hub.follow(ctx, id)
+// watchLive registers for the job's live events, or answers 503.
+func (s *Server) watchLive(ctx context.Context, w http.ResponseWriter, id string) (*watcher, bool) {
+	live, err := s.hub.watch(ctx, id)
 	if err != nil {
 		s.log.Error().Err(err).Str("job_id", id).Msg("follow the events stream")
 		writeError(w, http.StatusServiceUnavailable, &jobs.Error{Code: jobs.Unavailable, Message: "the job's events cannot be read: " + err.Error()})
@@ -180,7 +184,7 @@ func (s *Server) followLive(ctx context.Context, w http.ResponseWriter, id strin
 func (s *Server) replay(ctx context.Context, id string, through uint64, send func(delivery) (bool, error)) (bool, error) {
 	st, err := s.stream(ctx, jobs.EventsStream)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("%w: %w", errReplay, err)
 	}
 	subject := jobs.EventsSubject(id)
 	for seq := uint64(1); seq <= through; {
@@ -189,7 +193,7 @@ func (s *Server) replay(ctx context.Context, id string, through uint64, send fun
 			return false, nil // aged out meanwhile
 		}
 		if err != nil {
-			return false, err
+			return false, fmt.Errorf("%w: event %d: %w", errReplay, seq, err)
 		}
 		if msg.Sequence > through {
 			return false, nil
@@ -207,7 +211,7 @@ func (s *Server) replay(ctx context.Context, id string, through uint64, send fun
 
 // awaitFirst waits NotFoundWait for a job that is not known yet to show its
 // first event, or to turn up in the queue.
-func (s *Server) awaitFirst(ctx context.Context, id string, live *follower) bool {
+func (s *Server) awaitFirst(ctx context.Context, id string, live *watcher) bool {
 	wait := time.NewTimer(s.cfg.NotFoundWait)
 	defer wait.Stop()
 	select {
@@ -221,8 +225,30 @@ func (s *Server) awaitFirst(ctx context.Context, id string, live *follower) bool
 	}
 }
 
-func (s *Server) clientGone(id string, f follow) {
-	if !f.cancelOnGone {
+// Why a stream is cut short, besides the client leaving.
+var (
+	// errClientBehind: the client did not take its events in time.
+	errClientBehind = errors.New("slow client")
+	// errReplay: the job's stored events could not be read.
+	errReplay = errors.New("replaying the stored events")
+)
+
+// cutShort tells why a stream ended before its terminal event: the client
+// left (which may cancel the job), did not keep up, or the stored events
+// could not be read.
+func (s *Server) cutShort(ctx context.Context, id string, o streamOptions, err error) {
+	switch {
+	case ctx.Err() != nil:
+		s.clientGone(id, o)
+	case errors.Is(err, errReplay):
+		s.log.Error().Err(err).Str("job_id", id).Msg("stream ended: the job's stored events could not be read")
+	default:
+		s.log.Warn().Err(err).Str("job_id", id).Dur("write_timeout", s.cfg.WriteTimeout).Msg("slow client dropped")
+	}
+}
+
+func (s *Server) clientGone(id string, o streamOptions) {
+	if !o.cancelOnGone {
 		s.log.Debug().Str("job_id", id).Msg("client left")
 		return
 	}
@@ -233,10 +259,6 @@ func (s *Server) clientGone(id string, f follow) {
 		return
 	}
 	s.log.Info().Str("job_id", id).Msg("client left; job cancelled")
-}
-
-func (s *Server) dropped(id string, err error) {
-	s.log.Warn().Err(err).Str("job_id", id).Dur("write_timeout", s.cfg.WriteTimeout).Msg("slow client dropped")
 }
 
 // frame encodes one event as an SSE message.

@@ -36,6 +36,7 @@ type harness struct {
 	t       testing.TB
 	URL     string
 	natsURL string
+	srv     *bridge.Server
 	nc      *nats.Conn
 	js      jetstream.JetStream
 
@@ -67,7 +68,7 @@ func newHarness(t testing.TB, natsURL string, cfg bridge.Config) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, natsURL: natsURL, nc: nc, js: js, closed: map[string]chan struct{}{}}
+	h := &harness{t: t, natsURL: natsURL, srv: srv, nc: nc, js: js, closed: map[string]chan struct{}{}}
 	t.Cleanup(srv.Close)
 	ts := httptest.NewUnstartedServer(srv)
 	ts.Config.ConnState = func(c net.Conn, state http.ConnState) {

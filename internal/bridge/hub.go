@@ -19,16 +19,25 @@ const maxQueued = 4096
 
 // hub follows the live events of every job once for the whole bridge: one
 // ordered consumer on JOB_EVENTS, delivering new events only, fanned out
-// to the followers of each job. A JetStream consumer per client would not
+// to the watchers of each job. A JetStream consumer per client would not
 // do: a stream takes 1,000 consumers by default, shared by every bridge.
 type hub struct {
 	js  jetstream.JetStream
 	log zerolog.Logger
 
-	mu        sync.Mutex
-	cc        jetstream.ConsumeContext
-	followers map[string]map[*follower]struct{}
+	// starting is held while the consumer is created, a network call:
+	// concurrent first watchers wait for one consumer, while dispatch and
+	// unwatch, which take only mu, go on.
+	starting sync.Mutex
+
+	mu       sync.Mutex
+	cc       jetstream.ConsumeContext
+	closed   bool
+	watchers map[string]map[*watcher]struct{}
 }
+
+// errHubClosed refuses a watch after close.
+var errHubClosed = errors.New("the bridge is shutting down")
 
 // delivery is one event as it comes from the stream.
 type delivery struct {
@@ -36,8 +45,8 @@ type delivery struct {
 	data []byte
 }
 
-// follower is one client's queue of a job's live events.
-type follower struct {
+// watcher is one client's queue of a job's live events.
+type watcher struct {
 	mu      sync.Mutex
 	queue   []delivery
 	dropped bool
@@ -45,109 +54,146 @@ type follower struct {
 }
 
 func newHub(js jetstream.JetStream, log zerolog.Logger) *hub {
-	return &hub{js: js, log: log, followers: make(map[string]map[*follower]struct{})}
+	return &hub{js: js, log: log, watchers: make(map[string]map[*watcher]struct{})}
 }
 
-// follow registers a follower of the job's live events, starting the hub's
-// consumer if it is not running yet. Any event stored after follow returns
-// reaches the follower.
-func (h *hub) follow(ctx context.Context, id string) (*follower, error) {
+// watch registers a watcher of the job's live events, starting the hub's
+// consumer if it is not running yet. Any event stored after watch returns
+// reaches the watcher. After close it fails with errHubClosed.
+func (h *hub) watch(ctx context.Context, id string) (*watcher, error) {
+	if err := h.start(ctx); err != nil {
+		return nil, err
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.cc == nil {
-		if err := h.start(ctx); err != nil {
-			return nil, err
-		}
+	if h.closed {
+		return nil, errHubClosed
 	}
-	f := &follower{wake: make(chan struct{}, 1)}
-	if h.followers[id] == nil {
-		h.followers[id] = make(map[*follower]struct{})
+	wt := &watcher{wake: make(chan struct{}, 1)}
+	if h.watchers[id] == nil {
+		h.watchers[id] = make(map[*watcher]struct{})
 	}
-	h.followers[id][f] = struct{}{}
-	return f, nil
+	h.watchers[id][wt] = struct{}{}
+	return wt, nil
 }
 
-func (h *hub) unfollow(id string, f *follower) {
+func (h *hub) unwatch(id string, wt *watcher) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.followers[id], f)
-	if len(h.followers[id]) == 0 {
-		delete(h.followers, id)
+	delete(h.watchers[id], wt)
+	if len(h.watchers[id]) == 0 {
+		delete(h.watchers, id)
 	}
 }
 
-// start creates the hub's consumer; h.mu is held.
+// start creates and runs the hub's consumer unless it runs already.
 func (h *hub) start(ctx context.Context) error {
+	h.starting.Lock()
+	defer h.starting.Unlock()
+	h.mu.Lock()
+	running, closed := h.cc != nil, h.closed
+	h.mu.Unlock()
+	switch {
+	case closed:
+		return errHubClosed
+	case running:
+		return nil
+	}
+	cc, err := h.consume(ctx)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	closed = h.closed
+	if !closed {
+		h.cc = cc
+	}
+	h.mu.Unlock()
+	if closed {
+		stop(cc)
+		return errHubClosed
+	}
+	return nil
+}
+
+// consume creates the ordered consumer and delivers its events to dispatch.
+func (h *hub) consume(ctx context.Context) (jetstream.ConsumeContext, error) {
 	cons, err := h.js.OrderedConsumer(ctx, jobs.EventsStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{jobs.EventsPrefix + ">"},
 		DeliverPolicy:  jetstream.DeliverNewPolicy,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cc, err := cons.Consume(h.dispatch, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	return cons.Consume(h.dispatch, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			h.log.Warn().Err(err).Msg("following the events stream")
 		}
 	}))
-	if err != nil {
-		return err
-	}
-	h.cc = cc
-	return nil
 }
 
-// dispatch hands an event to its job's followers without ever waiting
-// for one.
+// dispatch hands an event to its job's watchers without ever waiting for
+// one. Only an event someone watches is decoded.
 func (h *hub) dispatch(m jetstream.Msg) {
+	id := jobs.JobIDFromSubject(m.Subject())
+	h.mu.Lock()
+	watched := len(h.watchers[id]) > 0
+	h.mu.Unlock()
+	if !watched {
+		return // a watcher that comes later reads this event from the stream
+	}
 	d := delivery{data: m.Data()}
 	if err := json.Unmarshal(d.data, &d.head); err != nil || d.head.Seq == 0 {
 		h.log.Warn().Str("subject", m.Subject()).Msg("skipping a message that is not an event")
 		return
 	}
-	id := jobs.JobIDFromSubject(m.Subject())
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for f := range h.followers[id] {
-		f.push(d)
+	for wt := range h.watchers[id] {
+		wt.push(d)
 	}
 }
 
-// close stops the hub's consumer and waits until it has stopped.
+// close stops the hub's consumer, waits until it has stopped, and refuses
+// any later watch.
 func (h *hub) close() {
 	h.mu.Lock()
 	cc := h.cc
-	h.cc = nil
+	h.cc, h.closed = nil, true
 	h.mu.Unlock()
 	if cc != nil {
-		cc.Stop()
-		<-cc.Closed()
+		stop(cc)
 	}
 }
 
-func (f *follower) push(d delivery) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.dropped {
+func stop(cc jetstream.ConsumeContext) {
+	cc.Stop()
+	<-cc.Closed()
+}
+
+func (wt *watcher) push(d delivery) {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	if wt.dropped {
 		return
 	}
-	if len(f.queue) >= maxQueued {
-		f.dropped, f.queue = true, nil
+	if len(wt.queue) >= maxQueued {
+		wt.dropped, wt.queue = true, nil
 	} else {
-		f.queue = append(f.queue, d)
+		wt.queue = append(wt.queue, d)
 	}
 	select {
-	case f.wake <- struct{}{}:
+	case wt.wake <- struct{}{}:
 	default:
 	}
 }
 
-// take returns the queued events, and whether the follower fell too far
+// take returns the queued events, and whether the watcher fell too far
 // behind and was dropped.
-func (f *follower) take() ([]delivery, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	q := f.queue
-	f.queue = nil
-	return q, f.dropped
+func (wt *watcher) take() ([]delivery, bool) {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	q := wt.queue
+	wt.queue = nil
+	return q, wt.dropped
 }

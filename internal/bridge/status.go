@@ -60,7 +60,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request, id string) (JobS
 	st, err := s.jobStatus(r.Context(), id)
 	switch {
 	case errors.Is(err, errUnknownJob):
-		writeError(w, http.StatusNotFound, &jobs.Error{Code: jobs.NotFound, Field: "job_id", Message: "no job with this id is queued, running or remembered"})
+		notFound(w)
 		return st, false
 	case err != nil:
 		writeError(w, http.StatusServiceUnavailable, &jobs.Error{Code: jobs.Unavailable, Message: err.Error()})

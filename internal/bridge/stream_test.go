@@ -282,6 +282,17 @@ func TestStreamNeedsEventsStream(t *testing.T) {
 	}
 }
 
+// A stream asked for after Close is refused, rather than starting a
+// consumer that nothing would stop.
+func TestStreamAfterCloseIs503(t *testing.T) {
+	h := startBridge(t, bridge.Config{NotFoundWait: time.Millisecond})
+	h.srv.Close()
+	resp, body := h.do(http.MethodGet, "/v1/jobs/x/events", "")
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "shutting down") {
+		t.Fatalf("got %s %s; want 503 saying the bridge is shutting down", resp.Status, body)
+	}
+}
+
 func TestJoinWhileEventsFlowLosesNothing(t *testing.T) {
 	h := startBridge(t, bridge.Config{})
 	const tokens, clients = 400, 16

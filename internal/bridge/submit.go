@@ -56,21 +56,21 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	f := follow{known: true, cancelOnGone: sub.CancelOnDisconnect == nil || *sub.CancelOnDisconnect}
+	o := streamOptions{known: true, cancelOnGone: sub.CancelOnDisconnect == nil || *sub.CancelOnDisconnect}
 	if acceptsEventStream(r) {
-		// Follow the job, and read what its subject holds, while the job
+		// Watch the job, and read what its subject holds, while the job
 		// is published: no event can come before the job is queued.
 		var ok bool
-		if f.live, ok = s.followLive(r.Context(), w, sub.JobID); !ok {
+		if o.live, ok = s.watchLive(r.Context(), w, sub.JobID); !ok {
 			return
 		}
-		defer s.hub.unfollow(sub.JobID, f.live)
+		defer s.hub.unwatch(sub.JobID, o.live)
 		last := make(chan lastRead, 1)
 		go func() {
 			msg, err := s.lastEvent(r.Context(), sub.JobID)
 			last <- lastRead{msg, err}
 		}()
-		f.last = last
+		o.last = last
 	}
 	ack, err := s.js.Publish(r.Context(), jobs.ExecuteSubjectFor(sub.Pool), data, jetstream.WithMsgID(sub.JobID))
 	if err != nil {
@@ -91,7 +91,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, accepted{JobID: sub.JobID, EventsURL: eventsURL})
 		return
 	}
-	s.follow(w, r, sub.JobID, f)
+	s.serveEvents(w, r, sub.JobID, o)
 }
 
 // decodeSubmission decodes and validates a body, and gives the job an id
@@ -101,8 +101,10 @@ func decodeSubmission(body []byte, correlationID string) (submission, error) {
 	if err := jobs.DecodeStrict(body, &sub); err != nil {
 		return sub, err
 	}
-	if sub.Pool != "" && !jobs.ValidJobID(sub.Pool) {
-		return sub, &jobs.Error{Code: jobs.InvalidRequest, Field: "pool", Message: "must be 1 to 128 of A-Z a-z 0-9 _ - (it becomes a subject token)"}
+	if sub.Pool != "" {
+		if err := jobs.CheckSubjectToken("pool", sub.Pool); err != nil {
+			return sub, err
+		}
 	}
 	if sub.CorrelationID == "" {
 		sub.CorrelationID = correlationID

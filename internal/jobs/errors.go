@@ -1,6 +1,10 @@
 package jobs
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
 
 // Code is an error code that travels on the wire: clients switch on it,
 // never on the message.
@@ -32,6 +36,16 @@ func (e *Error) Error() string {
 		return fmt.Sprintf("%s: %s: %s", e.Code, e.Field, e.Message)
 	}
 	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+// Sentence is the error as people read it: the field, then the rule it
+// broke ("top_p must be from 0 to 1"), or the message alone when there is
+// no field or the message names it itself (`unknown field "evil"`).
+func (e *Error) Sentence() string {
+	if e.Field == "" || strings.Contains(e.Message, strconv.Quote(e.Field)) {
+		return e.Message
+	}
+	return e.Field + " " + e.Message
 }
 
 // Is matches any *Error with the same code, so errors.Is(err,

@@ -7,7 +7,10 @@
 // It knows nothing about llama.cpp or HTTP.
 package jobs
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // Subjects. subjects.md documents each with payload examples.
 const (
@@ -43,4 +46,31 @@ func CancelSubject(jobID string) string { return CancelPrefix + jobID }
 // JobIDFromSubject returns the last token of an events or cancel subject.
 func JobIDFromSubject(subject string) string {
 	return subject[strings.LastIndexByte(subject, '.')+1:]
+}
+
+// SubjectTokenRule is the rule of ValidSubjectToken, as errors state it.
+var SubjectTokenRule = fmt.Sprintf("must be 1 to %d of A-Z a-z 0-9 _ - (it becomes a subject token)", MaxJobIDLen)
+
+// ValidSubjectToken reports whether s may be a token of a subject: a job
+// id or a pool name. It follows SubjectTokenRule.
+func ValidSubjectToken(s string) bool {
+	if s == "" || len(s) > MaxJobIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckSubjectToken refuses a value of field that cannot be a subject
+// token with an INVALID_REQUEST *Error that states the rule.
+func CheckSubjectToken(field, value string) error {
+	if !ValidSubjectToken(value) {
+		return invalid(field, "%s", SubjectTokenRule)
+	}
+	return nil
 }

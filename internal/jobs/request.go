@@ -3,10 +3,7 @@ package jobs
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -100,101 +97,22 @@ func DecodeRequest(data []byte) (Request, error) {
 	return r, r.Validate()
 }
 
-// DecodeStrict decodes one JSON object into v, refusing unknown fields,
-// wrong types and trailing data, and reports a failure as an *Error that
-// names the offending field. The bridge uses it for its own wrapper of
-// Request, so both speak the same errors.
-func DecodeStrict(data []byte, v any) error {
-	if len(data) > MaxRequestBytes {
-		return invalid("", "request is %d bytes; the limit is %d", len(data), MaxRequestBytes)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return decodeError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return invalid("", "request must be a single JSON object")
-	}
-	return nil
-}
-
-func decodeError(err error) *Error {
-	var typeErr *json.UnmarshalTypeError
-	var syntaxErr *json.SyntaxError
-	switch {
-	case errors.As(err, &typeErr):
-		if typeErr.Field == "" {
-			return invalid("", "request must be a JSON object, not %s", typeErr.Value)
-		}
-		// A field promoted from an embedded struct comes as its Go path
-		// ("Request.prompt"); the client knows it by its JSON name.
-		field := typeErr.Field[strings.LastIndexByte(typeErr.Field, '.')+1:]
-		return invalid(field, "must be %s, not %s", describeType(typeErr.Type.String()), typeErr.Value)
-	case errors.As(err, &syntaxErr):
-		return invalid("", "request is not valid JSON: %v (at byte %d)", err, syntaxErr.Offset)
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-		return invalid("", "request is empty or cut short")
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return invalid(field, "unknown field")
-	}
-	return invalid("", "request is not valid JSON: %v", err)
-}
-
-func describeType(goType string) string {
-	switch strings.TrimPrefix(goType, "*") {
-	case "string":
-		return "a string"
-	case "int":
-		return "an integer"
-	case "uint32":
-		return "an integer from 0 to 4294967295"
-	case "float64":
-		return "a number"
-	case "[]string":
-		return "an array of strings"
-	case "bool":
-		return "true or false"
-	}
-	return "of type " + goType
-}
-
-// ValidJobID reports whether id may be a job id: 1 to 128 of A-Z a-z 0-9 _
-// and -, since it becomes a subject token.
-func ValidJobID(id string) bool {
-	if id == "" || len(id) > MaxJobIDLen {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // Validate checks every rule that needs no model. The context size is
 // checked by the worker that holds the model (CheckContext).
 func (r *Request) Validate() error {
-	switch {
-	case r.JobID == "":
+	if r.JobID == "" {
 		return invalid("job_id", "is required")
-	case !ValidJobID(r.JobID):
-		return invalid("job_id", "must be 1 to %d of A-Z a-z 0-9 _ - (it becomes a subject token)", MaxJobIDLen)
 	}
-	if err := r.ValidateOptions(); err != nil {
-		return err
-	}
-	return nil
+	return r.ValidateOptions()
 }
 
 // ValidateOptions checks every rule but the job id's presence, for a caller
 // (the bridge) that assigns the id itself.
 func (r *Request) ValidateOptions() error {
-	if r.JobID != "" && !ValidJobID(r.JobID) {
-		return invalid("job_id", "must be 1 to %d of A-Z a-z 0-9 _ - (it becomes a subject token)", MaxJobIDLen)
+	if r.JobID != "" {
+		if err := CheckSubjectToken("job_id", r.JobID); err != nil {
+			return err
+		}
 	}
 	if n := utf8.RuneCountInString(r.Prompt); n == 0 {
 		return invalid("prompt", "is required and must not be empty")
@@ -260,9 +178,9 @@ func (r *Request) CheckContext(promptTokens, contextSize int) error {
 
 // ProbeJobID reads the top-level job_id of a request that may be broken
 // further on (cut short, unknown fields, wrong types), so that the error
-// can still reach the job's subject. It matches keys as encoding/json does
-// (case-insensitively, the last one winning), and returns "" when there is
-// no valid id.
+// can still reach the job's subject. It matches keys as DecodeStrict does
+// (exactly, the last one winning), and returns "" when there is no valid
+// id.
 func ProbeJobID(data []byte) string {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
@@ -278,12 +196,12 @@ func ProbeJobID(data []byte) string {
 		if err := dec.Decode(&value); err != nil {
 			break
 		}
-		if k, _ := key.(string); strings.EqualFold(k, "job_id") {
+		if key == "job_id" {
 			id = ""
 			json.Unmarshal(value, &id)
 		}
 	}
-	if !ValidJobID(id) {
+	if !ValidSubjectToken(id) {
 		return ""
 	}
 	return id

@@ -3,6 +3,7 @@ package jobs
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -33,9 +34,14 @@ func TestDecodeRequestErrors(t *testing.T) {
 	tests := []struct{ body, field, says string }{
 		{``, "", "empty"},
 		{`{`, "", "cut short"},
+		{`{"job_id":"a","prompt":`, "", "cut short"},
+		{`{"job_id":"a","stop":["x",`, "", "cut short"},
 		{`"just a string"`, "", "JSON object"},
 		{`{"job_id":"a","prompt":"b"} {}`, "", "single JSON object"},
-		{`{"job_id":"a","prompt":"b","extra":1}`, "extra", "unknown field"},
+		{`{"job_id":"a","prompt":"b","evil":1}`, "evil", `unknown field "evil"`},
+		{`{"JOB_ID":"a","prompt":"b"}`, "JOB_ID", `unknown field "JOB_ID"`},
+		{`{"job_id":"a","Prompt":"b"}`, "Prompt", `unknown field "Prompt"`},
+		{`{"job_id":"a","prompt":"b","stop":["x"],"Stop":["y"]}`, "Stop", `unknown field "Stop"`},
 		{`{"prompt":"b"}`, "job_id", "required"},
 		{`{"job_id":"a.b","prompt":"b"}`, "job_id", "subject token"},
 		{`{"job_id":"` + strings.Repeat("a", 129) + `","prompt":"b"}`, "job_id", "1 to 128"},
@@ -101,6 +107,8 @@ func TestProbeJobID(t *testing.T) {
 		`not json`:                                  "",
 		`{"nested":{"job_id":"no"},"x":1}`:          "",
 		`{"nested":{"job_id":"no"},"job_id":"yes"}`: "yes",
+		`{"JOB_ID":"no"}`:                           "",
+		`{"job_id":"yes","Job_Id":"no"}`:            "yes",
 	}
 	for body, want := range tests {
 		if got := ProbeJobID([]byte(body)); got != want {
@@ -154,5 +162,44 @@ func TestDecodeStrictNamesPromotedFields(t *testing.T) {
 	var e *Error
 	if !errors.As(err, &e) || e.Field != "prompt" {
 		t.Errorf("err %v, want field prompt", err)
+	}
+}
+
+// Keys are checked at every depth the Go type describes, so a field added
+// later (a list of objects, say) needs nothing but its struct tag; inside a
+// map or a raw message every key goes.
+func TestDecodeStrictChecksNestedKeys(t *testing.T) {
+	type message struct {
+		Role    string `json:"role"`
+		Content string `json:"content"`
+	}
+	type request struct {
+		Request
+		Messages []message       `json:"messages"`
+		Schema   json.RawMessage `json:"schema"`
+		Labels   map[string]int  `json:"labels"`
+		First    *message        `json:"first"`
+		Skipped  string          `json:"-"`
+		Untagged int
+	}
+	tests := map[string]string{
+		`{"job_id":"a","messages":[{"role":"user","content":"hi"}],"schema":{"any":{"thing":1}},"labels":{"x":1},"Untagged":1}`: "",
+		`{"messages":[{"role":"user"},{"Role":"user"}]}`:                                                                        "messages[1].Role",
+		`{"first":{"role":"user","evil":1}}`:                                                                                    "first.evil",
+		`{"Skipped":"x"}`:                                                                                                       "Skipped",
+		`{"-":"x"}`:                                                                                                             "-",
+		`{"untagged":1}`:                                                                                                        "untagged",
+		`{"messages":"wrong type","evil":1}`:                                                                                    "evil",
+	}
+	for body, field := range tests {
+		var r request
+		err := DecodeStrict([]byte(body), &r)
+		var e *Error
+		switch {
+		case field == "" && err != nil:
+			t.Errorf("%s: %v", body, err)
+		case field != "" && (!errors.As(err, &e) || e.Field != field || e.Message != fmt.Sprintf("unknown field %q", field)):
+			t.Errorf("%s: got %v; want unknown field %q", body, err, field)
+		}
 	}
 }

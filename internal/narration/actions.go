@@ -59,10 +59,7 @@ func (j Job) event(actor, action, human, cute string) jobs.Narration {
 
 // ValidationFailed: the request broke the contract.
 func (j Job) ValidationFailed(err *jobs.Error) jobs.Narration {
-	what := err.Message
-	if err.Field != "" {
-		what = err.Field + " " + err.Message
-	}
+	what := err.Sentence()
 	n := j.event("worker", ActionValidationFailed,
 		"Rejected the request: "+what+".",
 		"❌ Request rejected: "+what)

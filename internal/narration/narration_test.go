@@ -31,6 +31,8 @@ func TestCuteLines(t *testing.T) {
 		{j.InferenceComplete(7, 3, 30*time.Millisecond, jobs.StopTimeout), ActionInferenceComplete, "⏰ Timed out (3 tokens in 30ms)"},
 		{j.ValidationFailed(&jobs.Error{Code: jobs.InvalidRequest, Field: "top_p", Message: "must be from 0 to 1"}),
 			ActionValidationFailed, "❌ Request rejected: top_p must be from 0 to 1"},
+		{j.ValidationFailed(&jobs.Error{Code: jobs.InvalidRequest, Field: "evil", Message: `unknown field "evil"`}),
+			ActionValidationFailed, `❌ Request rejected: unknown field "evil"`},
 		{j.InferenceFailed(jobs.InferenceFailed, "decode failed"), ActionInferenceFailed, "💥 Inference failed: decode failed"},
 		{Ready("w1", "stories260K", "", 4), ActionReady, "🟢 Ready: stories260K, pool default, 4 slots"},
 		{ModelLoadComplete("/m.gguf", "m", 1185376, 25*time.Millisecond), ActionModelLoadComplete, "✅ Model loaded: m (1.1 MiB in 25ms)"},

@@ -23,6 +23,8 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"bad-json", `{"job_id":"bad-json","prompt":`, jobs.InvalidRequest, ""},
 		{"bad-unknown", `{"job_id":"bad-unknown","prompt":"hi","max_token":5}`, jobs.InvalidRequest, "max_token"},
+		{"bad-evil", `{"job_id":"bad-evil","prompt":"hi","evil":1}`, jobs.InvalidRequest, "evil"},
+		{"bad-case", `{"job_id":"bad-case","Prompt":"hi"}`, jobs.InvalidRequest, "Prompt"},
 		{"bad-empty", `{"job_id":"bad-empty","prompt":""}`, jobs.InvalidRequest, "prompt"},
 		{"bad-missing-prompt", `{"job_id":"bad-missing-prompt"}`, jobs.InvalidRequest, "prompt"},
 		{"bad-temp", `{"job_id":"bad-temp","prompt":"hi","temperature":2.5}`, jobs.InvalidRequest, "temperature"},
@@ -46,7 +48,7 @@ func TestBadInput(t *testing.T) {
 	}
 	// Unusable job ids: told on stdout only.
 	unusable := []string{`{"job_id":"a.b","prompt":"hi"}`, `{"job_id":"a*","prompt":"hi"}`, `{"job_id":"a b","prompt":"hi"}`,
-		`{"job_id":">","prompt":"hi"}`, `{"job_id":"","prompt":"hi"}`, `{"prompt":"hi"}`, `not json at all`, `[1,2]`,
+		`{"job_id":">","prompt":"hi"}`, `{"job_id":"","prompt":"hi"}`, `{"prompt":"hi"}`, `{"JOB_ID":"bad-upper","prompt":"hi"}`, `not json at all`, `[1,2]`,
 		fmt.Sprintf(`{"job_id":%q,"prompt":"hi"}`, strings.Repeat("x", 129))}
 	for _, body := range unusable {
 		testutil.Submit(t, e.js, jobs.ExecuteSubject, []byte(body))
@@ -73,6 +75,9 @@ func TestBadInput(t *testing.T) {
 	testutil.Submit(t, e.js, jobs.ExecuteSubject, greedyJob("good-after-bad", "Once", 5))
 	if end := summarize(t, testutil.Events(t, e.js, "good-after-bad", 30*time.Second)).end(t); end.StopReason != jobs.StopMaxTokens {
 		t.Errorf("good job after bad ones: %+v", end)
+	}
+	if !strings.Contains(string(w.Stdout.Bytes()), `Request rejected: unknown field \"evil\"`) {
+		t.Error(`stdout does not say: Request rejected: unknown field "evil"`)
 	}
 	failed := strings.Count(string(w.Stdout.Bytes()), `"action":"validation_failed"`)
 	if failed != len(tests)+len(unusable) {

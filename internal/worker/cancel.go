@@ -37,7 +37,7 @@ func (w *Worker) onCancel(msg *nats.Msg) {
 // later finds it ended and drops it.
 func (w *Worker) onQueuedCancel(msg *nats.Msg) {
 	jobID := jobs.JobIDFromSubject(msg.Subject)
-	if !jobs.ValidJobID(jobID) {
+	if !jobs.ValidSubjectToken(jobID) {
 		return
 	}
 	w.answers.Add(1)

@@ -83,8 +83,8 @@ func ParseFlags(args []string, getenv func(string) string, output io.Writer) (Op
 		return o, err
 	}
 	switch {
-	case o.Pool != "" && !jobs.ValidJobID(o.Pool):
-		return o, fmt.Errorf("-pool %q: must be 1 to %d of A-Z a-z 0-9 _ - (it becomes a subject token)", o.Pool, jobs.MaxJobIDLen)
+	case o.Pool != "" && !jobs.ValidSubjectToken(o.Pool):
+		return o, fmt.Errorf("-pool %q: %s", o.Pool, jobs.SubjectTokenRule)
 	case o.Engine.Parallel < 1 || o.Engine.Parallel > 64:
 		return o, fmt.Errorf("-parallel %d: must be from 1 to 64", o.Engine.Parallel)
 	case o.Engine.ContextSize < 16:

@@ -17,14 +17,14 @@ import (
 
 // job is one execute request on its way through this worker.
 type job struct {
-	w     *Worker
-	msg   jetstream.Msg
-	req   jobs.Request
-	say   narration.Job
-	pub   *publisher
-	hist  history
-	seed  uint32
-	begin time.Time // when the worker took the job
+	w         *Worker
+	msg       jetstream.Msg
+	req       jobs.Request
+	narration narration.Job
+	pub       *publisher
+	stored    history // what the events stream held of the job when it was read
+	seed      uint32
+	begin     time.Time // when the worker took the job
 }
 
 // handle runs one job message to its end and settles it with the queue:
@@ -32,7 +32,7 @@ type job struct {
 // the worker shuts down under it or its events could not be stored.
 func (w *Worker) handle(jobsCtx context.Context, msg jetstream.Msg) {
 	req, decodeErr := jobs.DecodeRequest(msg.Data())
-	j := &job{w: w, msg: msg, req: req, say: narration.Job{ID: req.JobID, CorrelationID: correlationID(req, msg)}, begin: time.Now()}
+	j := &job{w: w, msg: msg, req: req, narration: narration.Job{ID: req.JobID, CorrelationID: correlationID(req, msg)}, begin: time.Now()}
 	if decodeErr != nil {
 		j.reject(decodeErr)
 		return
@@ -83,25 +83,25 @@ func (j *job) reject(err error) {
 		jerr = &jobs.Error{Code: jobs.InvalidRequest, Message: err.Error()}
 	}
 	j.w.cfg.Metrics.settled(string(jerr.Code), 0, 0, 0)
-	if !jobs.ValidJobID(j.say.ID) {
+	if !jobs.ValidSubjectToken(j.narration.ID) {
 		// Perhaps the id is there but something after it broke the decoding.
-		j.say.ID = jobs.ProbeJobID(j.msg.Data())
+		j.narration.ID = jobs.ProbeJobID(j.msg.Data())
 	}
-	if j.say.ID == "" {
-		j.w.tell.Tell(j.say.ValidationFailed(jerr))
+	if j.narration.ID == "" {
+		j.w.narrator.Tell(j.narration.ValidationFailed(jerr))
 		j.msg.Ack()
 		return
 	}
 	ctx := context.Background()
-	if j.hist, err = lastEvent(ctx, j.w.events, j.say.ID); err != nil || j.hist.terminal {
+	if j.stored, err = lastEvent(ctx, j.w.events, j.narration.ID); err != nil || j.stored.terminal {
 		// Unreadable history, or a job of that id already ended: say it
 		// on stdout only, never write into another job's finished events.
-		j.w.tell.Tell(j.say.ValidationFailed(jerr))
+		j.w.narrator.Tell(j.narration.ValidationFailed(jerr))
 		j.msg.Ack()
 		return
 	}
-	j.pub = newPublisher(j.w.js, j.say.ID, j.hist)
-	j.w.tell.Tell(j.say.ValidationFailed(jerr), j.pub)
+	j.pub = newPublisher(j.w.js, j.narration.ID, j.stored)
+	j.w.narrator.Tell(j.narration.ValidationFailed(jerr), j.pub)
 	j.pub.publish(ctx, &jobs.ErrorEvent{Header: jobs.Header{Type: jobs.TypeError}, Error: *jerr})
 	j.settle(nil)
 }
@@ -126,11 +126,11 @@ func (j *job) open(ctx context.Context) bool {
 	for range 3 {
 		if !fresh {
 			var err error
-			if j.hist, err = lastEvent(ctx, j.w.events, j.req.JobID); err != nil {
+			if j.stored, err = lastEvent(ctx, j.w.events, j.req.JobID); err != nil {
 				j.settle(err)
 				return false
 			}
-			if j.hist.terminal {
+			if j.stored.terminal {
 				j.w.log.Info().Str("job_id", j.req.JobID).Msg("job already ended (a duplicate, or cancelled while queued); dropping it")
 				j.w.cfg.Metrics.settled("dropped", 0, 0, 0)
 				j.msg.Ack()
@@ -138,7 +138,7 @@ func (j *job) open(ctx context.Context) bool {
 			}
 		}
 		fresh = false
-		j.pub = newPublisher(j.w.js, j.req.JobID, j.hist)
+		j.pub = newPublisher(j.w.js, j.req.JobID, j.stored)
 		err := j.pub.publish(ctx, j.started())
 		if errors.Is(err, errRaced) {
 			continue // the subject is not as we thought: read it
@@ -173,7 +173,7 @@ func (j *job) started() *jobs.Started {
 	return &jobs.Started{
 		Header:   jobs.Header{Type: jobs.TypeStarted},
 		Model:    info.Name,
-		WorkerID: j.w.cfg.WorkerID, CorrelationID: j.say.CorrelationID,
+		WorkerID: j.w.cfg.WorkerID, CorrelationID: j.narration.CorrelationID,
 		Seed: j.seed, Attempt: j.attempt(),
 	}
 }
@@ -218,7 +218,7 @@ func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt en
 	// A cancel that comes while open works is the generation's to answer:
 	// open itself finishes its reads and writes.
 	go func() { opened <- j.open(context.WithoutCancel(ctx)) }()
-	tell := func(n jobs.Narration) { j.w.tell.Tell(n, j.pub) }
+	tell := func(n jobs.Narration) { j.w.narrator.Tell(n, j.pub) }
 	waited, ok := false, false
 	proceed := func() bool {
 		if !waited {
@@ -227,9 +227,9 @@ func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt en
 				cancel(errSettled)
 				return false
 			}
-			tell(j.say.Validated())
-			tell(j.say.InferenceStart(j.w.engine.Info().Name, p.MaxTokens))
-			tell(j.say.Tokenized(prompt.Len()))
+			tell(j.narration.Validated())
+			tell(j.narration.InferenceStart(j.w.engine.Info().Name, p.MaxTokens))
+			tell(j.narration.Tokenized(prompt.Len()))
 		}
 		return ok
 	}
@@ -249,7 +249,7 @@ func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt en
 	}, engine.Hooks{
 		Slot: func(slot, reused, cleared int) {
 			if proceed() && cleared > 0 {
-				tell(j.say.CacheReset(slot, reused))
+				tell(j.narration.CacheReset(slot, reused))
 			}
 		},
 		Piece: func(text string, i int) {
@@ -263,7 +263,7 @@ func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt en
 				cancel(errStore)
 			}
 			if (i+1)%j.w.cfg.ProgressEvery == 0 {
-				tell(j.say.TokenProgress(i + 1))
+				tell(j.narration.TokenProgress(i + 1))
 			}
 		},
 	})
@@ -272,7 +272,7 @@ func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt en
 	}
 	if err != nil {
 		j.w.cfg.Metrics.settled(string(jobs.InferenceFailed), res.PromptTokens, res.PromptCached, res.Tokens)
-		tell(j.say.InferenceFailed(jobs.InferenceFailed, err.Error()))
+		tell(j.narration.InferenceFailed(jobs.InferenceFailed, err.Error()))
 		return j.pub.publish(ctx, &jobs.ErrorEvent{Header: jobs.Header{Type: jobs.TypeError},
 			Error: jobs.Error{Code: jobs.InferenceFailed, Message: err.Error()}})
 	}
@@ -287,7 +287,7 @@ func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt en
 		}
 	}
 	j.w.cfg.Metrics.settled(string(reason), res.PromptTokens, res.PromptCached, res.Tokens)
-	tell(j.say.InferenceComplete(res.PromptTokens, res.Pieces, res.Time, reason))
+	tell(j.narration.InferenceComplete(res.PromptTokens, res.Pieces, res.Time, reason))
 	return j.pub.publish(ctx, end(res, reason))
 }
 

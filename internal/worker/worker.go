@@ -59,13 +59,13 @@ const (
 
 // Worker runs jobs. Make one with New and call Run once.
 type Worker struct {
-	cfg    Config
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	engine Engine
-	tell   *narration.Narrator
-	life   narration.Sink
-	log    zerolog.Logger
+	cfg       Config
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	engine    Engine
+	narrator  *narration.Narrator
+	lifecycle narration.Sink // where lifecycle narration goes besides stdout
+	log       zerolog.Logger
 
 	events  jetstream.Stream
 	cancels jetstream.Stream
@@ -76,8 +76,9 @@ type Worker struct {
 	answers sync.WaitGroup // answers to cancels of jobs not running here
 }
 
-// New makes a worker. life receives lifecycle narration (besides stdout).
-func New(cfg Config, nc *nats.Conn, eng Engine, tell *narration.Narrator, life narration.Sink, log zerolog.Logger) (*Worker, error) {
+// New makes a worker. lifecycle receives lifecycle narration (besides
+// stdout).
+func New(cfg Config, nc *nats.Conn, eng Engine, narrator *narration.Narrator, lifecycle narration.Sink, log zerolog.Logger) (*Worker, error) {
 	if cfg.Slots <= 0 {
 		cfg.Slots = eng.Info().Parallel
 	}
@@ -95,7 +96,7 @@ func New(cfg Config, nc *nats.Conn, eng Engine, tell *narration.Narrator, life n
 		return nil, err
 	}
 	return &Worker{
-		cfg: cfg, nc: nc, js: js, engine: eng, tell: tell, life: life,
+		cfg: cfg, nc: nc, js: js, engine: eng, narrator: narrator, lifecycle: lifecycle,
 		log:     log,
 		running: make(map[string]context.CancelCauseFunc),
 	}, nil
@@ -143,8 +144,8 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	info := w.engine.Info()
 	w.cfg.Metrics.setSlots(w.cfg.Slots)
-	w.tell.Tell(narration.Subscribe(jobs.ExecuteSubjectFor(w.cfg.Pool), jobs.ConsumerName(w.cfg.Pool)), w.life)
-	w.tell.Tell(narration.Ready(w.cfg.WorkerID, info.Name, w.cfg.Pool, w.cfg.Slots), w.life)
+	w.narrator.Tell(narration.Subscribe(jobs.ExecuteSubjectFor(w.cfg.Pool), jobs.ConsumerName(w.cfg.Pool)), w.lifecycle)
+	w.narrator.Tell(narration.Ready(w.cfg.WorkerID, info.Name, w.cfg.Pool, w.cfg.Slots), w.lifecycle)
 
 	// Jobs outlive ctx: they get their own context, ended by drain.
 	jobsCtx, stopJobs := context.WithCancelCause(context.Background())
@@ -206,7 +207,7 @@ func (w *Worker) drain(stopJobs context.CancelCauseFunc) {
 	w.mu.Lock()
 	n := len(w.running)
 	w.mu.Unlock()
-	w.tell.Tell(narration.Shutdown(w.cfg.WorkerID, fmt.Sprintf("no more jobs taken; waiting up to %s for %d running", w.cfg.DrainTimeout, n)), w.life)
+	w.narrator.Tell(narration.Shutdown(w.cfg.WorkerID, fmt.Sprintf("no more jobs taken; waiting up to %s for %d running", w.cfg.DrainTimeout, n)), w.lifecycle)
 	done := make(chan struct{})
 	go func() { w.jobs.Wait(); close(done) }()
 	select {
@@ -215,11 +216,11 @@ func (w *Worker) drain(stopJobs context.CancelCauseFunc) {
 		w.mu.Lock()
 		n = len(w.running)
 		w.mu.Unlock()
-		w.tell.Tell(narration.Shutdown(w.cfg.WorkerID, fmt.Sprintf("handing %d unfinished jobs back to the queue", n)), w.life)
+		w.narrator.Tell(narration.Shutdown(w.cfg.WorkerID, fmt.Sprintf("handing %d unfinished jobs back to the queue", n)), w.lifecycle)
 		stopJobs(errShutdown)
 		<-done
 	}
-	w.tell.Tell(narration.Shutdown(w.cfg.WorkerID, "drained, all jobs finished or handed back"), w.life)
+	w.narrator.Tell(narration.Shutdown(w.cfg.WorkerID, "drained, all jobs finished or handed back"), w.lifecycle)
 }
 
 // register notes a running job so a cancel can reach it; false if the job
