@@ -218,27 +218,43 @@ func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt en
 	// A cancel that comes while open works is the generation's to answer:
 	// open itself finishes its reads and writes.
 	go func() { opened <- j.open(context.WithoutCancel(ctx)) }()
-	tell := func(n jobs.Narration) { j.w.narrator.Tell(n, j.pub) }
+	proceed := j.whenOpen(opened, cancel, prompt.Len(), p.MaxTokens)
+
+	genCtx, stop := context.WithTimeoutCause(ctx, p.Timeout, errTimeout)
+	defer stop()
+	go j.keepAlive(genCtx)
+	res, err := j.generate(genCtx, ctx, cancel, prompt, p, proceed)
+	if !proceed() {
+		return errSettled
+	}
+	return j.finish(ctx, res, err, context.Cause(genCtx))
+}
+
+// whenOpen returns the gate every hook passes: its first call waits for
+// open's answer, then narrates the job's start, or cancels the generation
+// of a job that must not run. It reports whether the job runs.
+func (j *job) whenOpen(opened <-chan bool, cancel context.CancelCauseFunc, promptTokens, maxTokens int) func() bool {
 	waited, ok := false, false
-	proceed := func() bool {
+	return func() bool {
 		if !waited {
 			waited, ok = true, <-opened
 			if !ok {
 				cancel(errSettled)
 				return false
 			}
-			tell(j.narration.Validated())
-			tell(j.narration.InferenceStart(j.w.engine.Info().Name, p.MaxTokens))
-			tell(j.narration.Tokenized(prompt.Len()))
+			j.narrate(j.narration.Validated())
+			j.narrate(j.narration.InferenceStart(j.w.engine.Info().Name, maxTokens))
+			j.narrate(j.narration.Tokenized(promptTokens))
 		}
 		return ok
 	}
+}
 
-	genCtx, stop := context.WithTimeoutCause(ctx, p.Timeout, errTimeout)
-	defer stop()
-	go j.keepAlive(genCtx)
-
-	res, err := j.w.engine.Generate(genCtx, engine.Request{
+// generate runs the engine on the job, publishing each token and
+// narrating cache resets and progress, once proceed lets it. A token that
+// cannot be stored cancels the job with errStore.
+func (j *job) generate(genCtx, ctx context.Context, cancel context.CancelCauseFunc, prompt engine.Prompt, p jobs.Params, proceed func() bool) (engine.Result, error) {
+	return j.w.engine.Generate(genCtx, engine.Request{
 		Prompt:    prompt,
 		MaxTokens: p.MaxTokens,
 		Stop:      p.Stop,
@@ -249,7 +265,7 @@ func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt en
 	}, engine.Hooks{
 		Slot: func(slot, reused, cleared int) {
 			if proceed() && cleared > 0 {
-				tell(j.narration.CacheReset(slot, reused))
+				j.narrate(j.narration.CacheReset(slot, reused))
 			}
 		},
 		Piece: func(text string, i int) {
@@ -263,32 +279,53 @@ func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt en
 				cancel(errStore)
 			}
 			if (i+1)%j.w.cfg.ProgressEvery == 0 {
-				tell(j.narration.TokenProgress(i + 1))
+				j.narrate(j.narration.TokenProgress(i + 1))
 			}
 		},
 	})
-	if !proceed() {
-		return errSettled
-	}
+}
+
+// finish ends a generation: it records the job's measures, narrates how it
+// ended and publishes its end or error event, or returns the cause that
+// hands it back to the queue. cause is why the generation's context ended,
+// if it did.
+func (j *job) finish(ctx context.Context, res engine.Result, err, cause error) error {
 	if err != nil {
-		j.w.cfg.Metrics.settled(string(jobs.InferenceFailed), res.PromptTokens, res.PromptCached, res.Tokens)
-		tell(j.narration.InferenceFailed(jobs.InferenceFailed, err.Error()))
+		j.record(string(jobs.InferenceFailed), res)
+		j.narrate(j.narration.InferenceFailed(jobs.InferenceFailed, err.Error()))
 		return j.pub.publish(ctx, &jobs.ErrorEvent{Header: jobs.Header{Type: jobs.TypeError},
 			Error: jobs.Error{Code: jobs.InferenceFailed, Message: err.Error()}})
 	}
-	reason := stopReason(res.Reason)
+	reason, handBack := outcome(res, cause)
+	if handBack != nil {
+		j.record("handed_back", res)
+		return handBack
+	}
+	j.record(string(reason), res)
+	j.narrate(j.narration.InferenceComplete(res.PromptTokens, res.Pieces, res.Time, reason))
+	return j.pub.publish(ctx, end(res, reason))
+}
+
+// outcome maps a finished generation to the job's stop reason, or to the
+// cause (errShutdown, errStore) that hands the job back instead.
+func outcome(res engine.Result, cause error) (jobs.StopReason, error) {
 	if res.Reason == engine.StopCancelled {
-		switch cause := context.Cause(genCtx); {
+		switch {
 		case errors.Is(cause, errShutdown), errors.Is(cause, errStore):
-			j.w.cfg.Metrics.settled("handed_back", res.PromptTokens, res.PromptCached, res.Tokens)
-			return cause
+			return "", cause
 		case errors.Is(cause, errTimeout):
-			reason = jobs.StopTimeout
+			return jobs.StopTimeout, nil
 		}
 	}
-	j.w.cfg.Metrics.settled(string(reason), res.PromptTokens, res.PromptCached, res.Tokens)
-	tell(j.narration.InferenceComplete(res.PromptTokens, res.Pieces, res.Time, reason))
-	return j.pub.publish(ctx, end(res, reason))
+	return stopReason(res.Reason), nil
+}
+
+// narrate tells a per-request event on stdout and the job's subject.
+func (j *job) narrate(n jobs.Narration) { j.w.narrator.Tell(n, j.pub) }
+
+// record counts the job's outcome and tokens in the metrics.
+func (j *job) record(outcome string, res engine.Result) {
+	j.w.cfg.Metrics.settled(outcome, res.PromptTokens, res.PromptCached, res.Tokens)
 }
 
 func stopReason(r engine.StopReason) jobs.StopReason {
