@@ -86,6 +86,7 @@ func run() int {
 		}
 		defer stopMetrics()
 	}
+	opts.Version = version()
 	w, err := worker.New(opts.Config, nc, eng, narrator, lifecycle, log)
 	if err == nil {
 		err = w.Run(ctx)

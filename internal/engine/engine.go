@@ -14,8 +14,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
+	"github.com/ollama/ollama/fs/ggml"
 	"github.com/ollama/ollama/llama"
 	"github.com/ollama/ollama/ml"
 )
@@ -70,7 +72,8 @@ func (c *Config) applyDefaults() {
 
 // Info describes a loaded model.
 type Info struct {
-	// Name is the model file's base name without .gguf.
+	// Name is the GGUF's general.name, else (when it is missing or only
+	// repeats the architecture) the file's base name without .gguf.
 	Name         string
 	Path         string
 	Architecture string
@@ -160,7 +163,19 @@ func Load(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
+// modelName is the GGUF's general.name, else the file's base name without
+// .gguf. A general.name that only repeats the architecture ("llama", as
+// older converters wrote it) names nothing and gives way to the file's.
 func modelName(path string) string {
+	if f, err := os.Open(path); err == nil {
+		defer f.Close()
+		if meta, err := ggml.Decode(f, 0); err == nil {
+			kv := meta.KV()
+			if name := kv.String("general.name"); name != "" && !strings.EqualFold(name, kv.String("general.architecture")) {
+				return name
+			}
+		}
+	}
 	base := filepath.Base(path)
 	if ext := filepath.Ext(base); ext == ".gguf" {
 		return base[:len(base)-len(ext)]
@@ -195,6 +210,10 @@ func checkGGUF(path string) (int64, error) {
 
 // Info describes the loaded model.
 func (e *Engine) Info() Info { return e.info }
+
+// ModelName is the name the model is served under: the GGUF's
+// general.name, else the file's stem ("stories260K").
+func (e *Engine) ModelName() string { return e.info.Name }
 
 // Close stops the decode loop; running generations end as cancelled.
 // llama.cpp offers no way to free a context, so the model stays mapped

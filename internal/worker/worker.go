@@ -49,6 +49,8 @@ type Config struct {
 	// gives it to another worker (jobs.AckWait when 0). It belongs to the
 	// pool's consumer: every worker of a pool must use the same.
 	AckWait time.Duration
+	// Version is the worker binary's version, told to discovery.
+	Version string
 }
 
 // Defaults of a Config's zero fields.
@@ -143,6 +145,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer running.Unsubscribe()
 
 	info := w.engine.Info()
+	svc, err := w.announce(consumer)
+	if err != nil {
+		return err
+	}
+	defer svc.Stop()
 	w.cfg.Metrics.setSlots(w.cfg.Slots)
 	w.narrator.Tell(narration.Subscribe(jobs.ExecuteSubjectFor(w.cfg.Pool), jobs.ConsumerName(w.cfg.Pool)), w.lifecycle)
 	w.narrator.Tell(narration.Ready(w.cfg.WorkerID, info.Name, w.cfg.Pool, w.cfg.Slots), w.lifecycle)
@@ -151,6 +158,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	jobsCtx, stopJobs := context.WithCancelCause(context.Background())
 	defer stopJobs(errShutdown)
 	w.take(ctx, jobsCtx, consumer)
+	// A draining worker takes no jobs: it is no longer found, once the
+	// server has seen the service's subscriptions go (the flush).
+	svc.Stop()
+	w.nc.Flush()
 	w.drain(stopJobs)
 	return nil
 }
