@@ -33,7 +33,7 @@ demo: build
 ## Side by side: raw engine, NATS subscriber, SSE client; and the bridge
 ## holding many streams.
 bench: deps
-	go test -run '^$$' -bench . -benchtime 1x -timeout 20m ./bench/ ./internal/bridge/
+	go test -run '^$$' -bench . -benchtime 1x -timeout 20m ./bench/ ./internal/bridge/ ./internal/worker/
 
 fuzz: deps
 	go test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 60s ./internal/jobs/

@@ -30,6 +30,7 @@ const (
 	ActionNATSConnectFailed = "nats_connect_failed"
 	ActionSubscribe         = "subscribe"
 	ActionShutdown          = "shutdown"
+	ActionJobLost           = "job_lost"
 )
 
 // PerRequest lists the per-request actions, in the order they come.
@@ -42,7 +43,7 @@ var PerRequest = []string{
 var Lifecycle = []string{
 	ActionStartup, ActionDeviceInit, ActionModelLoadStart, ActionModelLoadProgress,
 	ActionModelLoadComplete, ActionReady, ActionNATSConnect, ActionNATSConnectFailed,
-	ActionSubscribe, ActionShutdown,
+	ActionSubscribe, ActionShutdown, ActionJobLost,
 }
 
 // Job narrates one job's events: it fills the job and correlation ids.

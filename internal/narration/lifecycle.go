@@ -105,6 +105,18 @@ func Shutdown(workerID, what string) jobs.Narration {
 		"👋 Shutting down: "+what)
 }
 
+// JobLost: the worker fell silent past the ack wait (a pause, a stall), the
+// job went to another worker, and this worker's next event was refused; it
+// stopped the job. Told on stdout only: the job's subject is the new
+// owner's.
+func JobLost(workerID, jobID string, attempt int) jobs.Narration {
+	n := lifecycle("worker", ActionJobLost, jobID,
+		fmt.Sprintf("Worker %s lost job %s (attempt %d) to another worker after falling silent past the ack wait; stopped it.", workerID, jobID, attempt),
+		fmt.Sprintf("🫥 Lost job %s to another worker; stopped it", jobID))
+	n.WorkerID = workerID
+	return n
+}
+
 // Bytes formats a size for people.
 func Bytes(n int64) string {
 	const unit = 1024

@@ -72,3 +72,61 @@ func Events(t testing.TB, js jetstream.JetStream, jobID string, timeout time.Dur
 		}
 	}
 }
+
+// Stored reads every event the events stream holds of a job, however many
+// terminal events there are, once the job has ended.
+func Stored(t testing.TB, js jetstream.JetStream, jobID string) []jobs.Event {
+	t.Helper()
+	Events(t, js, jobID, 2*time.Minute) // until it ends
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, jobs.EventsStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{jobs.EventsSubject(jobID)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []jobs.Event
+	for {
+		msg, err := cons.Next(jetstream.FetchContext(ctx))
+		if err != nil {
+			t.Fatalf("job %s: reading stored events: %v", jobID, err)
+		}
+		ev, err := jobs.DecodeEvent(msg.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ev)
+		if meta, err := msg.Metadata(); err != nil || meta.NumPending == 0 {
+			return out
+		}
+	}
+}
+
+// CheckStory fails the test unless a job's stored events tell one story:
+// seq 1, 2, 3… with no gap and no repeat, started first, each started's
+// attempt above the one before, one terminal event, at the end.
+func CheckStory(t testing.TB, jobID string, events []jobs.Event) {
+	t.Helper()
+	attempt := 0
+	for i, ev := range events {
+		h := ev.Head()
+		switch {
+		case h.Seq != uint64(i+1):
+			t.Fatalf("job %s: event %d has seq %d (%s)", jobID, i+1, h.Seq, h.Type)
+		case h.Type.Terminal() && i != len(events)-1:
+			t.Fatalf("job %s: %s at seq %d is not the last of %d events", jobID, h.Type, h.Seq, len(events))
+		case i == 0 && h.Type != jobs.TypeStarted && !h.Type.Terminal():
+			t.Fatalf("job %s: first event is %s", jobID, h.Type)
+		}
+		if st, ok := ev.(*jobs.Started); ok {
+			if st.Attempt <= attempt {
+				t.Fatalf("job %s: started at seq %d says attempt %d after attempt %d", jobID, h.Seq, st.Attempt, attempt)
+			}
+			attempt = st.Attempt
+		}
+	}
+	if n := len(events); n == 0 || !events[n-1].Head().Type.Terminal() {
+		t.Fatalf("job %s: %d events and no terminal one", jobID, len(events))
+	}
+}

@@ -54,7 +54,7 @@ func (w *Worker) cancelQueued(jobID string) {
 	if err != nil || h.seq > 0 {
 		return // running elsewhere, or over
 	}
-	pub := newPublisher(w.js, jobID, h)
+	pub := newPublisher(w.js, w.events, jobID, h)
 	switch err := pub.publish(ctx, end(engine.Result{}, jobs.StopCancelled)); {
 	case err == nil:
 		w.log.Info().Str("job_id", jobID).Msg("cancelled a job before it started")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -48,6 +49,8 @@ var flagEnv = natsconn.WithEnv(map[string]string{
 	"events-max-age":  "EVENTS_MAX_AGE",
 	"log":             "LOG_FORMAT",
 	"metrics-listen":  "METRICS_LISTEN",
+	"ack-wait":        "ACK_WAIT",
+	"max-deliver":     "MAX_DELIVER",
 })
 
 // FlagSet defines the worker's flags on o: the binary's only definition of
@@ -67,6 +70,8 @@ func FlagSet(o *Options) *flag.FlagSet {
 	fs.IntVar(&o.ProgressEvery, "progress-every", DefaultProgressEvery, "tokens between token_progress narration events")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "on shutdown, how long running jobs may finish before they are handed back")
 	fs.DurationVar(&o.EventsMaxAge, "events-max-age", jobs.DefaultEventsMaxAge, "how long the events stream keeps a job's events for replay")
+	fs.DurationVar(&o.AckWait, "ack-wait", jobs.AckWait, "how long a job's worker may stay silent before the queue gives the job to another (every worker of a pool must use the same)")
+	fs.IntVar(&o.MaxDeliver, "max-deliver", jobs.MaxDeliver, "attempts a job gets before it ends with RETRIES_EXHAUSTED (hand-backs on shutdown do not count)")
 	fs.StringVar(&o.Log, "log", "auto", "stdout format: auto, json or console")
 	fs.StringVar(&o.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at http://<address>/metrics (empty: off)")
 	flagenv.Document(fs, flagEnv)
@@ -91,6 +96,10 @@ func ParseFlags(args []string, getenv func(string) string, output io.Writer) (Op
 		return o, fmt.Errorf("-ctx-size %d: must be at least 16", o.Engine.ContextSize)
 	case o.Engine.Threads < 1:
 		return o, fmt.Errorf("-threads %d: must be at least 1", o.Engine.Threads)
+	case o.AckWait < time.Second:
+		return o, fmt.Errorf("-ack-wait %s: must be at least 1s", o.AckWait)
+	case o.MaxDeliver < 1:
+		return o, fmt.Errorf("-max-deliver %d: must be at least 1", o.MaxDeliver)
 	case o.ProgressEvery < 1:
 		return o, fmt.Errorf("-progress-every %d: must be at least 1", o.ProgressEvery)
 	case o.Log != "auto" && o.Log != "json" && o.Log != "console":

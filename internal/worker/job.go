@@ -100,7 +100,7 @@ func (j *job) reject(err error) {
 		j.msg.Ack()
 		return
 	}
-	j.pub = newPublisher(j.w.js, j.narration.ID, j.stored)
+	j.pub = newPublisher(j.w.js, j.w.events, j.narration.ID, j.stored)
 	j.w.narrator.Tell(j.narration.ValidationFailed(jerr), j.pub)
 	j.pub.publish(ctx, &jobs.ErrorEvent{Header: jobs.Header{Type: jobs.TypeError}, Error: *jerr})
 	j.settle(nil)
@@ -123,7 +123,7 @@ func (j *job) open(ctx context.Context) bool {
 	defer cancelled() // the read ends before open does
 
 	fresh := j.attempt() == 1
-	for range 3 {
+	for range 10 {
 		if !fresh {
 			var err error
 			if j.stored, err = lastEvent(ctx, j.w.events, j.req.JobID); err != nil {
@@ -138,7 +138,7 @@ func (j *job) open(ctx context.Context) bool {
 			}
 		}
 		fresh = false
-		j.pub = newPublisher(j.w.js, j.req.JobID, j.stored)
+		j.pub = newPublisher(j.w.js, j.w.events, j.req.JobID, j.stored)
 		err := j.pub.publish(ctx, j.started())
 		if errors.Is(err, errRaced) {
 			continue // the subject is not as we thought: read it
@@ -275,7 +275,9 @@ func (j *job) generate(genCtx, ctx context.Context, cancel context.CancelCauseFu
 			if i == 0 {
 				j.w.cfg.Metrics.firstToken(j.begin)
 			}
-			if j.pub.publish(ctx, &jobs.Token{Header: jobs.Header{Type: jobs.TypeToken}, T: text, I: i}) != nil {
+			if err := j.pub.publish(ctx, &jobs.Token{Header: jobs.Header{Type: jobs.TypeToken}, T: text, I: i}); errors.Is(err, errLost) {
+				cancel(errLost)
+			} else if err != nil {
 				cancel(errStore)
 			}
 			if (i+1)%j.w.cfg.ProgressEvery == 0 {
@@ -297,6 +299,9 @@ func (j *job) finish(ctx context.Context, res engine.Result, err, cause error) e
 			Error: jobs.Error{Code: jobs.InferenceFailed, Message: err.Error()}})
 	}
 	reason, handBack := outcome(res, cause)
+	if errors.Is(handBack, errLost) {
+		return handBack // settle tells it
+	}
 	if handBack != nil {
 		j.record("handed_back", res)
 		return handBack
@@ -307,11 +312,12 @@ func (j *job) finish(ctx context.Context, res engine.Result, err, cause error) e
 }
 
 // outcome maps a finished generation to the job's stop reason, or to the
-// cause (errShutdown, errStore) that hands the job back instead.
+// cause (errShutdown, errStore) that hands the job back instead, or
+// errLost.
 func outcome(res engine.Result, cause error) (jobs.StopReason, error) {
 	if res.Reason == engine.StopCancelled {
 		switch {
-		case errors.Is(cause, errShutdown), errors.Is(cause, errStore):
+		case errors.Is(cause, errShutdown), errors.Is(cause, errStore), errors.Is(cause, errLost):
 			return "", cause
 		case errors.Is(cause, errTimeout):
 			return jobs.StopTimeout, nil
@@ -352,17 +358,21 @@ func (j *job) keepAlive(ctx context.Context) {
 	}
 }
 
-// settle waits until the job's events are stored, then acks the message,
-// or hands it back: at once on shutdown, after a pause when storing failed.
+// settle acks the message once the job's events are stored, or hands it
+// back: at once on shutdown, after a pause when storing failed. A job
+// lost to another worker is left alone.
 func (j *job) settle(runErr error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	var storeErr error
 	if j.pub != nil {
-		storeErr = j.pub.wait(ctx)
+		storeErr = j.pub.failure()
 	}
 	log := j.w.log.With().Str("job_id", j.req.JobID).Logger()
 	switch {
+	case errors.Is(runErr, errLost), errors.Is(storeErr, errLost):
+		// The message is the new owner's now: settling it would settle
+		// their run.
+		j.w.cfg.Metrics.settled("lost", 0, 0, 0)
+		j.w.narrator.Tell(narration.JobLost(j.w.cfg.WorkerID, j.req.JobID, j.attempt()))
 	case errors.Is(runErr, errShutdown):
 		log.Info().Msg("handing the job back to the queue")
 		j.msg.Nak()

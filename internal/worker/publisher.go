@@ -1,12 +1,14 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/narrated/llmworker/internal/jobs"
@@ -32,29 +34,46 @@ func lastEvent(ctx context.Context, stream jetstream.Stream, jobID string) (hist
 	return history{seq: h.Seq, streamSeq: msg.Sequence, terminal: h.Type.Terminal()}, nil
 }
 
-// errRaced says another publisher wrote the job's subject first: a cancel
-// of a queued job, or the same job taken twice.
-var errRaced = errors.New("another event reached the job's subject first")
+var (
+	// errRaced says another publisher wrote the job's subject before the
+	// first event: a cancel of a queued job, or the same job taken twice.
+	errRaced = errors.New("another event reached the job's subject first")
+	// errLost says another writer wrote the job's subject after this
+	// worker's events began: the job was given to another worker.
+	errLost = errors.New("the job was given to another worker")
+)
+
+// storeTimeout bounds how long one event may take to be stored, retries
+// included: long enough for a cluster to elect a new stream leader.
+const storeTimeout = 30 * time.Second
 
 // publisher writes one job's events in order, numbering them without gaps.
-// The first event is published only if the subject still ends where the
-// job's history said, so two writers never interleave; the rest go out
-// asynchronously, and wait collects every acknowledgement.
+//
+// Every event is published on the condition that the job's subject still
+// ends with the event before it, and the next waits for its
+// acknowledgement. That makes the stream the judge of who writes a job: a
+// worker that lost its job (another worker's started came in between)
+// has its next event refused and stops; and no event is ever stored out of
+// order, twice, or after a lost one, whatever the cluster does (a retried
+// event that was stored already is refused, and found to be ours).
 type publisher struct {
 	js      jetstream.JetStream
+	events  jetstream.Stream
 	jobID   string
 	subject string
-	seq     uint64
-	expect  *uint64
-	pending []jetstream.PubAckFuture
+	seq     uint64 // the last event's seq
+	last    uint64 // its stream sequence: what the next event expects
+	opened  bool   // an event of ours is stored
 	err     error
 }
 
-func newPublisher(js jetstream.JetStream, jobID string, h history) *publisher {
-	return &publisher{js: js, jobID: jobID, subject: jobs.EventsSubject(jobID), seq: h.seq, expect: &h.streamSeq}
+func newPublisher(js jetstream.JetStream, events jetstream.Stream, jobID string, h history) *publisher {
+	return &publisher{js: js, events: events, jobID: jobID, subject: jobs.EventsSubject(jobID), seq: h.seq, last: h.streamSeq}
 }
 
-// publish numbers ev and sends it. After a failure it sends nothing more.
+// publish numbers ev and stores it. It returns errRaced when the subject
+// moved before the first event (nothing was stored: the caller may look
+// again), and after any other failure it stores nothing more.
 func (p *publisher) publish(ctx context.Context, ev jobs.Event) error {
 	if p.err != nil {
 		return p.err
@@ -70,28 +89,58 @@ func (p *publisher) publish(ctx context.Context, ev jobs.Event) error {
 		p.err = fmt.Errorf("encode %s event: %w", h.Type, err)
 		return p.err
 	}
-	if p.expect != nil {
-		_, err := p.js.Publish(ctx, p.subject, data, jetstream.WithExpectLastSequencePerSubject(*p.expect))
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-			return errRaced // nothing sent: the caller may look again
-		}
-		if err != nil {
-			p.err = fmt.Errorf("publish %s event: %w", h.Type, err)
-			return p.err
-		}
-		p.expect = nil
-	} else {
-		f, err := p.js.PublishAsync(p.subject, data)
-		if err != nil {
-			p.err = fmt.Errorf("publish %s event: %w", h.Type, err)
-			return p.err
-		}
-		p.pending = append(p.pending, f)
+	seq, err := p.store(ctx, data)
+	if errors.Is(err, errRaced) && !p.opened {
+		return errRaced
 	}
-	p.seq++
+	if errors.Is(err, errRaced) {
+		err = errLost
+	}
+	if err != nil {
+		p.err = fmt.Errorf("publish %s event %d: %w", h.Type, h.Seq, err)
+		return p.err
+	}
+	p.seq, p.last, p.opened = p.seq+1, seq, true
 	return nil
+}
+
+// store publishes one event after the last, retrying what may be a passing
+// failure (a leader election, a reconnect), and returns its stream
+// sequence.
+func (p *publisher) store(ctx context.Context, data []byte) (uint64, error) {
+	// A job's end is stored however the job ended: its context may be
+	// cancelled already.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	backoff := 50 * time.Millisecond
+	for {
+		ack, err := p.js.Publish(ctx, p.subject, data, jetstream.WithExpectLastSequencePerSubject(p.last))
+		if err == nil {
+			return ack.Sequence, nil
+		}
+		if wrongLast(err) {
+			// Perhaps an earlier try of this very event was stored.
+			if msg, rerr := jobs.LastEvent(ctx, p.events, p.jobID); rerr == nil && msg != nil && bytes.Equal(msg.Data, data) {
+				return msg.Sequence, nil
+			}
+			return 0, errRaced
+		}
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return 0, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, err
+		case <-time.After(backoff):
+			backoff = min(2*backoff, time.Second)
+		}
+	}
+}
+
+func wrongLast(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // Narrate makes the publisher a narration sink for the job's subject.
@@ -99,21 +148,6 @@ func (p *publisher) Narrate(n *jobs.Narration) {
 	p.publish(context.Background(), n) // a failure is kept for wait
 }
 
-// wait returns once every event is acknowledged by the stream, or with the
-// first failure.
-func (p *publisher) wait(ctx context.Context) error {
-	for _, f := range p.pending {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			p.err = fmt.Errorf("store event: %w", err)
-		case <-ctx.Done():
-			p.err = fmt.Errorf("store events: %w", ctx.Err())
-		}
-		if p.err != nil {
-			break
-		}
-	}
-	p.pending = nil
-	return p.err
-}
+// failure is the first failure to store an event, if any: every event
+// is stored by the time publish returns, so there is nothing to wait for.
+func (p *publisher) failure() error { return p.err }

@@ -51,6 +51,10 @@ type Config struct {
 	AckWait time.Duration
 	// Version is the worker binary's version, told to discovery.
 	Version string
+	// MaxDeliver is how many attempts a job gets (jobs.MaxDeliver when
+	// 0); past them it ends with RETRIES_EXHAUSTED. A hand-back on
+	// shutdown is no attempt.
+	MaxDeliver int
 }
 
 // Defaults of a Config's zero fields.
@@ -92,6 +96,9 @@ func New(cfg Config, nc *nats.Conn, eng Engine, narrator *narration.Narrator, li
 	}
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = jobs.AckWait
+	}
+	if cfg.MaxDeliver <= 0 {
+		cfg.MaxDeliver = jobs.MaxDeliver
 	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(16384))
 	if err != nil {
