@@ -140,7 +140,7 @@ func TestWorkerLifecycle(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`llmworker_slots{model="stories260K",pool="default"} 4`, "llmworker_generated_tokens_total", "go_goroutines"} {
+	for _, want := range []string{`llmworker_slots{model="stories260K",pool="default"} 4`, "llmworker_generation_tokens_total", "go_goroutines"} {
 		if !bytes.Contains(metrics, []byte(want)) {
 			t.Errorf("/metrics lacks %s", want)
 		}

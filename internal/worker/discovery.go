@@ -31,12 +31,18 @@ func (w *Worker) status(ctx context.Context, consumer jetstream.Consumer) discov
 	}
 	w.mu.Unlock()
 	slices.Sort(running)
-	queued := -1
-	if ci, err := consumer.Info(ctx); err == nil {
-		queued = int(ci.NumPending)
-	}
 	return discovery.Status{
 		WorkerID: w.cfg.WorkerID, Model: w.engine.Info().Name, Pool: w.cfg.Pool,
-		Slots: w.cfg.Slots, Busy: len(running), JobsRunning: running, Queued: queued,
+		Slots: w.cfg.Slots, Busy: len(running), JobsRunning: running, Queued: waitingJobs(ctx, consumer),
 	}
+}
+
+// waitingJobs counts the jobs waiting in the pool's queue, -1 when it cannot be
+// read.
+func waitingJobs(ctx context.Context, consumer jetstream.Consumer) int {
+	ci, err := consumer.Info(ctx)
+	if err != nil {
+		return -1
+	}
+	return int(ci.NumPending)
 }

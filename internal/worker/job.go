@@ -33,6 +33,9 @@ type job struct {
 func (w *Worker) handle(jobsCtx context.Context, msg jetstream.Msg) {
 	req, decodeErr := jobs.DecodeRequest(msg.Data())
 	j := &job{w: w, msg: msg, req: req, narration: narration.Job{ID: req.JobID, CorrelationID: correlationID(req, msg)}, begin: time.Now()}
+	if meta, err := msg.Metadata(); err == nil && meta.NumDelivered == 1 {
+		w.cfg.Metrics.taken(meta.Timestamp, j.begin)
+	}
 	if decodeErr != nil {
 		j.reject(decodeErr)
 		return
@@ -254,6 +257,7 @@ func (j *job) whenOpen(opened <-chan bool, cancel context.CancelCauseFunc, promp
 // narrating cache resets and progress, once proceed lets it. A token that
 // cannot be stored cancels the job with errStore.
 func (j *job) generate(genCtx, ctx context.Context, cancel context.CancelCauseFunc, prompt engine.Prompt, p jobs.Params, proceed func() bool) (engine.Result, error) {
+	var last time.Time // when the last token was published
 	return j.w.engine.Generate(genCtx, engine.Request{
 		Prompt:    prompt,
 		MaxTokens: p.MaxTokens,
@@ -272,14 +276,18 @@ func (j *job) generate(genCtx, ctx context.Context, cancel context.CancelCauseFu
 			if !proceed() {
 				return
 			}
-			if i == 0 {
-				j.w.cfg.Metrics.firstToken(j.begin)
-			}
 			if err := j.pub.publish(ctx, &jobs.Token{Header: jobs.Header{Type: jobs.TypeToken}, T: text, I: i}); errors.Is(err, errLost) {
 				cancel(errLost)
 			} else if err != nil {
 				cancel(errStore)
 			}
+			now := time.Now()
+			if i == 0 {
+				j.w.cfg.Metrics.firstToken(j.begin)
+			} else {
+				j.w.cfg.Metrics.nextToken(now.Sub(last))
+			}
+			last = now
 			if (i+1)%j.w.cfg.ProgressEvery == 0 {
 				j.narrate(j.narration.TokenProgress(i + 1))
 			}

@@ -158,6 +158,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	defer svc.Stop()
 	w.cfg.Metrics.setSlots(w.cfg.Slots)
+	w.cfg.Metrics.watchQueue(func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return float64(waitingJobs(ctx, consumer))
+	})
 	w.narrator.Tell(narration.Subscribe(jobs.ExecuteSubjectFor(w.cfg.Pool), jobs.ConsumerName(w.cfg.Pool)), w.lifecycle)
 	w.narrator.Tell(narration.Ready(w.cfg.WorkerID, info.Name, w.cfg.Pool, w.cfg.Slots), w.lifecycle)
 
