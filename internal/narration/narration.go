@@ -73,9 +73,9 @@ func (t *Narrator) Tell(n jobs.Narration, sinks ...Sink) {
 
 func level(action string) zerolog.Level {
 	switch action {
-	case ActionValidationFailed, ActionNATSConnectFailed:
+	case ActionValidationFailed:
 		return zerolog.WarnLevel
-	case ActionInferenceFailed:
+	case ActionInferenceFailed, ActionNATSConnectFailed: // the worker exits after the latter
 		return zerolog.ErrorLevel
 	}
 	return zerolog.InfoLevel

@@ -132,3 +132,18 @@ func TestUnreachable(t *testing.T) {
 	}
 	nc.Close()
 }
+
+// Several comma-separated URLs (a cluster) connect through whichever
+// answers, each with its own credentials, and print redacted.
+func TestSeveralURLs(t *testing.T) {
+	s := testutil.StartSecureNATS(t, testutil.AuthPassword)
+	c := natsconn.Config{URL: "nats://worker:" + s.Secret + "@127.0.0.1:1," + s.Good.URL}
+	nc, err := c.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if got := natsconn.Redact(c.URL); strings.Contains(got, s.Secret) || strings.Count(got, "worker:xxxxx@") != 2 {
+		t.Errorf("Redact = %q", got)
+	}
+}

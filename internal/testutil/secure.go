@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
 	"github.com/narrated/llmworker/internal/natsconn"
@@ -110,6 +111,18 @@ func StartSecureNATS(t testing.TB, kind string) *SecureNATS {
 		s.Bad[name] = c
 	}
 	return s
+}
+
+// ConnectWith opens a NATS connection with c for the test, closed when it
+// ends.
+func ConnectWith(t testing.TB, c natsconn.Config) *nats.Conn {
+	t.Helper()
+	nc, err := c.Connect(t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }
 
 // StartNATSConfig runs a server from configuration text, with JetStream
@@ -302,4 +315,16 @@ func (s *SecureNATS) Secrets() []string {
 		}
 	}
 	return out
+}
+
+// NATSArgs are the command-line flags that give a binary c.
+func NATSArgs(c natsconn.Config) []string {
+	args := []string{"-nats", c.URL}
+	for flag, v := range map[string]string{"-nats-creds": c.Creds, "-nats-nkey": c.NKey,
+		"-nats-tls-ca": c.TLSCA, "-nats-tls-cert": c.TLSCert, "-nats-tls-key": c.TLSKey} {
+		if v != "" {
+			args = append(args, flag, v)
+		}
+	}
+	return args
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/narrated/llmworker/internal/engine"
 	"github.com/narrated/llmworker/internal/narration"
+	"github.com/narrated/llmworker/internal/natsconn"
 	"github.com/narrated/llmworker/internal/worker"
 )
 
@@ -56,6 +57,9 @@ type WorkerOptions struct {
 	Metrics      *worker.Metrics
 	// Engine replaces the real engine, for tests that inject a fault.
 	Engine worker.Engine
+	// NATS, when its URL is set, is how the worker connects (credentials,
+	// TLS) instead of natsURL.
+	NATS natsconn.Config
 }
 
 // StartWorker runs a real worker (the real engine on the shared model,
@@ -86,7 +90,10 @@ func StartWorkerWith(t testing.TB, natsURL string, o WorkerOptions) *Worker {
 		t.Cleanup(e.Close)
 		eng = e
 	}
-	nc := Connect(t, natsURL)
+	if o.NATS.URL == "" {
+		o.NATS.URL = natsURL
+	}
+	nc := ConnectWith(t, o.NATS)
 	out := &SyncBuffer{}
 	log := zerolog.New(out).With().Timestamp().Str("worker_id", o.ID).Logger()
 	life := &narration.LifecycleSink{}
