@@ -38,7 +38,7 @@ func TestSubjectsDocIsTrue(t *testing.T) {
 		fmt.Sprintf("1–%d;", jobs.MaxTimeout.Milliseconds()),
 		fmt.Sprintf("at most %d GiB", jobs.EventsMaxBytes>>30),
 	}
-	for _, c := range []jobs.Code{jobs.InvalidRequest, jobs.ContextOverflow, jobs.InferenceFailed} {
+	for _, c := range []jobs.Code{jobs.InvalidRequest, jobs.ContextOverflow, jobs.InferenceFailed, jobs.RetriesExhausted} {
 		want = append(want, "`"+string(c)+"`")
 	}
 	for _, r := range []jobs.StopReason{jobs.StopMaxTokens, jobs.StopEOS, jobs.StopSequence, jobs.StopCancelled, jobs.StopTimeout} {

@@ -102,7 +102,9 @@ func ConsumerConfig(pool string, ackWait time.Duration) jetstream.ConsumerConfig
 		FilterSubject: ExecuteSubjectFor(pool),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait,
-		MaxDeliver:    MaxDeliver,
+		// Workers count a job's attempts themselves, so that a hand-back
+		// on shutdown uses up none, and end the job when they run out.
+		MaxDeliver:    -1,
 		MaxAckPending: -1,
 	}
 }

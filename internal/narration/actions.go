@@ -19,6 +19,7 @@ const (
 	ActionTokenProgress     = "token_progress"
 	ActionInferenceComplete = "inference_complete"
 	ActionInferenceFailed   = "inference_failed"
+	ActionHandedBack        = "handed_back"
 
 	ActionStartup           = "startup"
 	ActionDeviceInit        = "device_init"
@@ -37,6 +38,7 @@ const (
 var PerRequest = []string{
 	ActionValidationFailed, ActionRequestValidated, ActionInferenceStart, ActionTokenize,
 	ActionCacheReset, ActionTokenProgress, ActionInferenceComplete, ActionInferenceFailed,
+	ActionHandedBack,
 }
 
 // Lifecycle lists the lifecycle actions.
@@ -140,6 +142,14 @@ func (j Job) InferenceFailed(kind jobs.Code, reason string) jobs.Narration {
 		"💥 Inference failed: "+reason)
 	n.ErrorKind = string(kind)
 	return n
+}
+
+// HandedBack: the worker shut down under the job and gave it back to the
+// queue; another worker runs it from the start. It uses up no attempt.
+func (j Job) HandedBack() jobs.Narration {
+	return j.event("worker", ActionHandedBack,
+		"The worker is shutting down and handed the job back to the queue; another worker will run it from the start.",
+		"🔁 Handed back to the queue (worker shutting down)")
 }
 
 func round(d time.Duration) time.Duration {

@@ -54,6 +54,7 @@ type WorkerOptions struct {
 	ContextSize  int
 	DrainTimeout time.Duration
 	AckWait      time.Duration
+	MaxDeliver   int
 	Metrics      *worker.Metrics
 	// Engine replaces the real engine, for tests that inject a fault.
 	Engine worker.Engine
@@ -98,7 +99,7 @@ func StartWorkerWith(t testing.TB, natsURL string, o WorkerOptions) *Worker {
 	log := zerolog.New(out).With().Timestamp().Str("worker_id", o.ID).Logger()
 	life := &narration.LifecycleSink{}
 	life.Attach(nc)
-	w, err := worker.New(worker.Config{WorkerID: o.ID, Pool: o.Pool, Slots: o.Parallel, DrainTimeout: o.DrainTimeout, AckWait: o.AckWait, Metrics: o.Metrics},
+	w, err := worker.New(worker.Config{WorkerID: o.ID, Pool: o.Pool, Slots: o.Parallel, DrainTimeout: o.DrainTimeout, AckWait: o.AckWait, MaxDeliver: o.MaxDeliver, Metrics: o.Metrics},
 		nc, eng, narration.New(log, o.ID), life, log)
 	if err != nil {
 		t.Fatal(err)

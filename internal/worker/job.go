@@ -50,6 +50,9 @@ func (w *Worker) handle(jobsCtx context.Context, msg jetstream.Msg) {
 		return
 	}
 	defer w.unregister(req.JobID)
+	if j.exhausted(ctx) {
+		return
+	}
 
 	prompt, err := w.engine.Tokenize(req.Prompt)
 	if err == nil {
@@ -383,6 +386,11 @@ func (j *job) settle(runErr error) {
 		j.w.narrator.Tell(narration.JobLost(j.w.cfg.WorkerID, j.req.JobID, j.attempt()))
 	case errors.Is(runErr, errShutdown):
 		log.Info().Msg("handing the job back to the queue")
+		if j.pub != nil {
+			// Told on the job's subject, it also keeps the hand-back from
+			// counting as a failed attempt.
+			j.narrate(j.narration.HandedBack())
+		}
 		j.msg.Nak()
 	case runErr != nil || storeErr != nil:
 		log.Error().AnErr("error", runErr).AnErr("store_error", storeErr).Msg("job's events could not be stored; handing it back")

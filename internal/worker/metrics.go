@@ -47,7 +47,7 @@ func NewMetrics(reg prometheus.Registerer, model, pool string) *Metrics {
 	m := &Metrics{
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "llmworker_jobs_total", ConstLabels: labels,
-			Help: "Jobs settled, by outcome: a stop reason (max_tokens, eos, stop_sequence, cancelled, timeout), an error code (invalid_request, context_overflow, inference_failed), handed_back (shutdown, or events that could not be stored) or dropped (a duplicate, or cancelled while queued by another worker).",
+			Help: "Jobs settled, by outcome: a stop reason (max_tokens, eos, stop_sequence, cancelled, timeout), an error code (invalid_request, context_overflow, inference_failed, retries_exhausted), handed_back (shutdown, or events that could not be stored), lost (given to another worker while this one stalled) or dropped (a duplicate, or cancelled while queued by another worker).",
 		}, []string{"outcome"}),
 		tokens:       counter("llmworker_generation_tokens_total", "Tokens the model generated."),
 		promptTokens: counter("llmworker_prompt_tokens_total", "Prompt tokens of the jobs run."),
