@@ -87,6 +87,7 @@ type Server struct {
 	log zerolog.Logger
 	mux *http.ServeMux
 	hub *hub
+	met *metrics
 
 	mu      sync.Mutex
 	streams map[string]jetstream.Stream
@@ -107,12 +108,14 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) (*Server, error) {
 		log:     log,
 		mux:     http.NewServeMux(),
 		hub:     newHub(js, log),
+		met:     newMetrics(),
 		streams: make(map[string]jetstream.Stream),
 	}
 	s.mux.HandleFunc("GET /{$}", s.page)
 	s.mux.HandleFunc("GET /openapi.yaml", s.openAPI)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", s.met.handler())
 	s.mux.HandleFunc("POST /v1/jobs", s.submit)
 	s.mux.HandleFunc("GET /v1/jobs/{job_id}", s.status)
 	s.mux.HandleFunc("DELETE /v1/jobs/{job_id}", s.cancel)
@@ -125,8 +128,15 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) (*Server, error) {
 func (s *Server) Close() { s.hub.close() }
 
 // ServeHTTP answers CORS preflights, checks the bearer token on /v1 routes
-// and routes the request.
+// and routes the request, counting it in the metrics by route and code.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	begin := time.Now()
+	rec := &recorder{ResponseWriter: w}
+	s.serve(rec, r)
+	s.met.request(s.route(r), rec.status(), time.Since(begin))
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if s.cors(w, r) {
 		return
 	}

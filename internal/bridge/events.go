@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -30,6 +31,9 @@ type streamOptions struct {
 	// the job, to spare a round trip before the first token.
 	live *watcher
 	last <-chan lastRead
+	// submitted, when set, is when this bridge received the job: its
+	// first token's time from there is measured.
+	submitted time.Time
 }
 
 // lastRead is the answer of lastEvent.
@@ -89,6 +93,14 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, id string, 
 		return
 	}
 	out := openSSE(w, id, s.cfg.WriteTimeout, o.after)
+	s.met.streams.Inc()
+	defer s.met.streams.Dec()
+	if o.after > 0 {
+		s.met.resumes.Inc()
+	}
+	if !o.submitted.IsZero() {
+		out.firstToken = func() { s.met.firstToken.Observe(time.Since(o.submitted).Seconds()) }
+	}
 	err := out.flush()
 	done := false
 	if err == nil && last != nil {
@@ -234,16 +246,20 @@ var (
 )
 
 // cutShort tells why a stream ended before its terminal event: the client
-// left (which may cancel the job), did not keep up, or the stored events
-// could not be read.
+// did not keep up (a write timed out, which also ends the request's
+// context, or its queue overflowed), left (which may cancel the job), or
+// the stored events could not be read.
 func (s *Server) cutShort(ctx context.Context, id string, o streamOptions, err error) {
 	switch {
+	case errors.Is(err, errClientBehind), errors.Is(err, os.ErrDeadlineExceeded):
+		s.met.dropped.Inc()
+		s.log.Warn().Err(err).Str("job_id", id).Dur("write_timeout", s.cfg.WriteTimeout).Msg("slow client dropped")
 	case ctx.Err() != nil:
 		s.clientGone(id, o)
 	case errors.Is(err, errReplay):
 		s.log.Error().Err(err).Str("job_id", id).Msg("stream ended: the job's stored events could not be read")
 	default:
-		s.log.Warn().Err(err).Str("job_id", id).Dur("write_timeout", s.cfg.WriteTimeout).Msg("slow client dropped")
+		s.log.Warn().Err(err).Str("job_id", id).Msg("stream ended: writing to the client failed")
 	}
 }
 
@@ -286,6 +302,8 @@ type sseStream struct {
 	timeout time.Duration
 	// sent is the last event id the client has.
 	sent uint64
+	// firstToken, when set, is called once the first token is written.
+	firstToken func()
 }
 
 // send writes an event the client does not have yet, and reports whether
@@ -296,6 +314,10 @@ func (out *sseStream) send(d delivery) (bool, error) {
 			return false, err
 		}
 		out.sent = d.head.Seq
+		if d.head.Type == jobs.TypeToken && out.firstToken != nil {
+			out.firstToken()
+			out.firstToken = nil
+		}
 	}
 	return d.head.Type.Terminal(), nil
 }

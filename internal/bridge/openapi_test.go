@@ -125,6 +125,7 @@ func TestResponsesConformToOpenAPI(t *testing.T) {
 
 	c.check(true, http.MethodGet, "/healthz", "")
 	c.check(true, http.MethodGet, "/readyz", "")
+	c.check(true, http.MethodGet, "/metrics", "")
 	c.check(true, http.MethodGet, "/", "")
 	if code, doc := c.check(true, http.MethodGet, "/openapi.yaml", ""); code != http.StatusOK || !bytes.Equal(doc, llmworker.OpenAPI) {
 		t.Fatal("GET /openapi.yaml does not serve openapi.yaml")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/narrated/llmworker/internal/bridge"
 	"github.com/narrated/llmworker/internal/jobs"
+	"github.com/narrated/llmworker/internal/testutil"
 )
 
 // checkSequence checks events are the job's, numbered 1.. without gaps
@@ -263,6 +264,9 @@ func TestSlowClientIsDroppedOthersUnaffected(t *testing.T) {
 
 	h.waitClosed(slowAddr, writeTimeout+10*time.Second)
 	t.Logf("slow client dropped %v after the reading client started", time.Since(start))
+	if dropped := testutil.ScrapeMetrics(t, h.URL+"/metrics").Value("llmbridge_sse_dropped_total"); dropped != 1 {
+		t.Errorf("llmbridge_sse_dropped_total = %v, want 1", dropped)
+	}
 	// It had been answered with a stream before it stopped reading.
 	head := make([]byte, len("HTTP/1.1 200 OK"))
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,6 +36,7 @@ type accepted struct {
 // work queue with its job id as the message id, and answers 202, or the
 // event stream itself when the client accepts text/event-stream.
 func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
+	received := time.Now()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	var tooLarge *http.MaxBytesError
 	switch {
@@ -56,7 +58,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	o := streamOptions{known: true, cancelOnGone: sub.CancelOnDisconnect == nil || *sub.CancelOnDisconnect}
+	o := streamOptions{known: true, cancelOnGone: sub.CancelOnDisconnect == nil || *sub.CancelOnDisconnect, submitted: received}
 	if acceptsEventStream(r) {
 		// Watch the job, and read what its subject holds, while the job
 		// is published: no event can come before the job is queued.
