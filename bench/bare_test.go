@@ -114,3 +114,24 @@ func loadAverage() string {
 	}
 	return strings.Fields(string(data))[0]
 }
+
+// prefill decodes text as a prompt of one sequence in as few batches as
+// the context allows, and samples its first token.
+func (bl *bare) prefill(tb testing.TB, text string) int {
+	tokens, err := bl.model.Tokenize(text, true, true)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	bl.lc.KvCacheSeqRm(0, 0, -1)
+	for at := 0; at < len(tokens); at += engine.DefaultBatchSize {
+		bl.batch.Clear()
+		end := min(at+engine.DefaultBatchSize, len(tokens))
+		for j := at; j < end; j++ {
+			bl.batch.Add(tokens[j], nil, j, j == len(tokens)-1, 0)
+		}
+		if err := bl.lc.Decode(bl.batch); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return bl.greedy(bl.batch.NumTokens() - 1)
+}

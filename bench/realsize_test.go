@@ -1,0 +1,118 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/narrated/llmworker/internal/engine"
+)
+
+// realModel is the generated Llama of 134M parameters (`make bench`
+// writes it with cmd/mkmodel into a cache and sets BENCH_MODEL).
+func realModel(b *testing.B) string {
+	path := os.Getenv("BENCH_MODEL")
+	if path == "" {
+		b.Skip("BENCH_MODEL unset: `make bench` generates the 134M model and sets it")
+	}
+	if _, err := os.Stat(path); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+// BenchmarkRealSize prints the paths' table on the 134M model, where
+// compute, not per-token overhead, dominates: 48 tokens a job, 1, 4 and 8
+// jobs at once (BENCH_ROUNDS, default 5).
+func BenchmarkRealSize(b *testing.B) {
+	model := realModel(b)
+	rounds := envInt("BENCH_ROUNDS", 5)
+	jobCounts := []int{1, 4, 8}
+	rg := newRig(b, model, 8, 2048, workload{prompt: "Once upon a time", maxTokens: 48})
+	st := rg.measure(b, jobCounts, rounds)
+	b.StopTimer()
+	rg.print(b, "48 tokens a job, greedy", jobCounts, rounds, st)
+	for _, n := range jobCounts[1:] {
+		for _, p := range rg.paths[1:] {
+			fmt.Printf("- %d jobs, %s: gain %.2f× over its single job, %.1f%% of bare batched's gain (target ≥ 95%%)\n",
+				n, p.name, median(st[key{p.name, n}].gain), 100*median(st[key{p.name, n}].vsBareGain))
+		}
+	}
+}
+
+// BenchmarkPrompt prints, on the 134M model, prompt processing of a
+// 512-token prompt (engine against bare llama.cpp, each prompt new to the
+// cache) and what the prompt cache saves a job whose 400-token system
+// prompt an earlier job had.
+func BenchmarkPrompt(b *testing.B) {
+	model := realModel(b)
+	rounds := envInt("BENCH_ROUNDS", 5)
+	threads := envInt("BENCH_THREADS", 1)
+	eng, err := engine.Load(engine.Config{ModelPath: model, Parallel: 4, ContextSize: 1024, Threads: threads})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(eng.Close)
+	bl := newBare(b, model, workload{prompt: "x"}, 4, 1024, threads)
+	var bareRate, engRate, ratio []float64
+	var cold, warm []time.Duration
+	for round := range rounds {
+		// A new first word each round keeps the prompt out of the cache.
+		text := promptText(b, eng, fmt.Sprintf("Round %d.", round), 512)
+		p := tokenize(b, eng, text)
+		t0 := time.Now()
+		bl.prefill(b, text)
+		bareRate = append(bareRate, float64(p.Len())/time.Since(t0).Seconds())
+		t0 = time.Now()
+		generate(b, eng, p, 1)
+		engRate = append(engRate, float64(p.Len())/time.Since(t0).Seconds())
+		ratio = append(ratio, engRate[round]/bareRate[round])
+
+		system := promptText(b, eng, fmt.Sprintf("System %d.", round), 400)
+		for i, d := range []*[]time.Duration{&cold, &warm} {
+			q := tokenize(b, eng, system+fmt.Sprintf(" Question %d: what is the answer?", i))
+			t0 = time.Now()
+			generate(b, eng, q, 1)
+			*d = append(*d, time.Since(t0))
+		}
+	}
+	b.StopTimer()
+	fmt.Printf("\nPrompts: %s, %d llama.cpp thread(s), medians of %d rounds, load %s\n\n", modelName(model), threads, rounds, loadAverage())
+	fmt.Printf("| measure | value |\n|---|---|\n")
+	fmt.Printf("| 512-token prompt, bare llama.cpp | %.0f tokens/s |\n", median(bareRate))
+	fmt.Printf("| 512-token prompt, engine | %.0f tokens/s (%.1f%% of bare) |\n", median(engRate), 100*median(ratio))
+	fmt.Printf("| shared 400-token system prompt, first job (cold) | %.0f ms to first token |\n", ms(median(cold)))
+	fmt.Printf("| shared 400-token system prompt, next job (cached) | %.0f ms to first token (%.0f%% saved) |\n",
+		ms(median(warm)), 100*(1-float64(median(warm))/float64(median(cold))))
+}
+
+// promptText is lead followed by words, n tokens in all (or one or two
+// more, where the last word takes several).
+func promptText(b *testing.B, eng *engine.Engine, lead string, n int) string {
+	words := strings.Fields("the cat sat on a mat and the dog ran to the park where kids play ball all day long")
+	text := lead
+	for i := 0; tokenize(b, eng, text).Len() < n; i++ {
+		text += " " + words[i%len(words)]
+	}
+	return text
+}
+
+func tokenize(b *testing.B, eng *engine.Engine, text string) engine.Prompt {
+	p, err := eng.Tokenize(text)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// generate runs one greedy job on the engine.
+func generate(b *testing.B, eng *engine.Engine, p engine.Prompt, maxTokens int) engine.Result {
+	res, err := eng.Generate(context.Background(), engine.Request{Prompt: p, MaxTokens: maxTokens, Sampling: greedy}, engine.Hooks{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return res
+}
