@@ -1,5 +1,11 @@
 # Builds both binaries: the worker (llama.cpp through cgo) and the SSE bridge.
 #   docker build -t llmworker .
+# llama.cpp is compiled for the CPU level of the machine that builds the
+# image (x86-64-v2, -v3 or -v4, as `make build` picks it); for other
+# machines name theirs:
+#   docker build --build-arg CPU=x86-64-v3 -t llmworker .
+# The worker refuses, with a line naming what is missing, to start on a CPU
+# below that level.
 FROM golang:1.26-bookworm AS build
 # llama.cpp's vendored headers that the Go module download leaves out (the
 # Makefile's BUILD_PACKAGES).
@@ -10,7 +16,8 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 # The Makefile sets the cgo flags llama.cpp needs; the binaries land in bin/.
-RUN make build
+ARG CPU
+RUN make build ${CPU:+CPU=$CPU}
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libstdc++6 \

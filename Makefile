@@ -1,11 +1,15 @@
 # llama.cpp comes with the ollama module; cgo builds it with these flags.
-# -march=x86-64-v3 gives llama.cpp its SIMD (the default flags generate
-# about 2x slower); -Wno-stringop-overflow quiets a false alarm of gcc 12 in
-# ggml's repack.cpp. Plain `go build` needs them too: `eval "$(make env)"`
-# sets them in a shell.
+# -march gives llama.cpp its SIMD (the default flags generate about 2x
+# slower code): CPU is the x86-64 level to build for, this machine's own
+# unless told (CPU=x86-64-v2, -v3 or -v4; v4 is AVX-512); a binary checks
+# at start that its CPU has that level (internal/cpulevel).
+# -Wno-stringop-overflow quiets a false alarm of gcc 12 in ggml's
+# repack.cpp. Plain `go build` needs these too: `eval "$(make env)"` sets
+# them in a shell.
+CPU ?= $(shell scripts/cpu-level.sh)
 export CGO_CPPFLAGS := -I$(CURDIR)/internal/engine/include
-export CGO_CFLAGS := -O3 -march=x86-64-v3
-export CGO_CXXFLAGS := -O3 -march=x86-64-v3 -Wno-stringop-overflow
+export CGO_CFLAGS := -O3 -march=$(CPU)
+export CGO_CXXFLAGS := -O3 -march=$(CPU) -Wno-stringop-overflow
 
 # Debian packages: llama.cpp's vendored headers the Go module download
 # leaves out, curl for the demo, and Chromium for the page's browser test.
@@ -16,7 +20,12 @@ TEST_PACKAGES := $(BUILD_PACKAGES) chromium
 MODEL_PATH ?= $(CURDIR)/../shared/models/stories260K.gguf
 export MODEL_PATH
 
-.PHONY: build test demo bench fuzz lint env deps deps-test
+# The bench's model of real size: a Llama of 134M parameters with random
+# weights (speed does not depend on them), written once into a cache.
+BENCH_MODELS ?= $(HOME)/.cache/llmworker
+BENCH_MODEL ?= $(BENCH_MODELS)/llama-134m-f16.gguf
+
+.PHONY: build test demo bench fuzz lint env deps deps-test cross-arm64
 build: deps
 	go build -o bin/ ./cmd/...
 
@@ -30,10 +39,24 @@ test: deps-test
 demo: build
 	@scripts/demo.sh
 
-## Side by side: raw engine, NATS subscriber, SSE client; and the bridge
+## Side by side: bare llama.cpp, the engine, a NATS subscriber, an SSE
+## client, on the test model and on a generated 134M Llama; and the bridge
 ## holding many streams.
-bench: deps
-	go test -run '^$$' -bench . -benchtime 1x -timeout 20m ./bench/ ./internal/bridge/ ./internal/worker/
+bench: deps $(BENCH_MODEL)
+	BENCH_MODEL=$(BENCH_MODEL) go test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/ ./internal/bridge/ ./internal/worker/
+
+$(BENCH_MODELS)/llama-134m-%.gguf:
+	mkdir -p $(BENCH_MODELS)
+	go run ./cmd/mkmodel -type $* -o $@
+
+## The worker and the bridge for arm64 (armv8.2-a: fp16 and dot
+## product), cross-compiled with Debian's cross compiler, into bin/arm64/.
+cross-arm64: deps
+	@scripts/apt-install.sh gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
+	CGO_ENABLED=1 GOARCH=arm64 CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ \
+	CGO_CFLAGS="-O3 -march=armv8.2-a+fp16+dotprod" \
+	CGO_CXXFLAGS="-O3 -march=armv8.2-a+fp16+dotprod -Wno-stringop-overflow" \
+	go build -o bin/arm64/ ./cmd/...
 
 fuzz: deps
 	go test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 60s ./internal/jobs/

@@ -26,6 +26,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/term"
 
+	"github.com/narrated/llmworker/internal/cpulevel"
 	"github.com/narrated/llmworker/internal/engine"
 	"github.com/narrated/llmworker/internal/narration"
 	"github.com/narrated/llmworker/internal/natsconn"
@@ -36,6 +37,10 @@ import (
 func main() { os.Exit(run()) }
 
 func run() int {
+	if err := cpulevel.Check(); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		return 1
+	}
 	opts, err := worker.ParseFlags(os.Args[1:], os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
