@@ -113,6 +113,26 @@ func TestGreedyIsTheSamplersTopToken(t *testing.T) {
 	}
 }
 
+// A prompt absorbed in chunks of 7 tokens, beside a running sequence,
+// gives what it gives absorbed whole.
+func TestChunkedPrefillMatchesWhole(t *testing.T) {
+	whole := loadShared(t)
+	chunked, err := Load(Config{ModelPath: testutil.ModelPath(t), Parallel: 2, ContextSize: 256, Threads: 1, PrefillChunk: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chunked.Close()
+	long := strings.Repeat("Tom and Lily went to the park to play with a ball. ", 6)
+	want, _ := greedy(t, whole, long, 30)
+	var wg sync.WaitGroup
+	wg.Go(func() { greedy(t, chunked, "Once upon a time", 100) })
+	got, res := greedy(t, chunked, long, 30)
+	wg.Wait()
+	if got != want || res.PromptTokens < 60 {
+		t.Errorf("chunked (%d prompt tokens):\n%q\nwhole:\n%q", res.PromptTokens, got, want)
+	}
+}
+
 func TestStopSequence(t *testing.T) {
 	e := loadShared(t)
 	full, _ := greedy(t, e, "Once upon a time", 40)

@@ -32,6 +32,7 @@ type loop struct {
 	slots  []*sequence
 	cached [][]int // the tokens in each slot's KV cache
 	active int
+	step   time.Duration // a decode step's time, a moving average
 }
 
 // run is the decode loop: admit waiting sequences into free slots, drop the
@@ -53,7 +54,7 @@ func (e *Engine) run(batch *llama.Batch) {
 			continue
 		}
 		l.fill()
-		if err := e.lc.Decode(batch); err != nil {
+		if err := l.decode(); err != nil {
 			l.fail(fmt.Errorf("decode: %w", err))
 			continue
 		}
@@ -65,16 +66,40 @@ func (e *Engine) run(batch *llama.Batch) {
 // admit takes waiting sequences into free slots: it blocks while no
 // sequence is active, otherwise takes only what is already waiting. It
 // reports false once the engine is closing.
+//
+// Jobs sent together reach an idle loop a little apart (a queue delivers
+// them one by one); a decode cannot be joined once started, so the first
+// would run a whole step, often its prompt's, before the others join. An
+// idle loop therefore waits a moment after the first arrival (an eighth of
+// a step, at most gatherMax) so that they start in the same step.
 func (l *loop) admit() bool {
+	var gather *time.Timer
+	defer func() {
+		if gather != nil {
+			gather.Stop()
+		}
+	}()
 	for l.active < len(l.slots) {
 		var seq *sequence
-		if l.active == 0 {
+		switch {
+		case l.active == 0:
 			select {
 			case seq = <-l.e.submit:
 			case <-l.e.quit:
 				return false
 			}
-		} else {
+			if w := min(l.step/8, gatherMax); w > 0 {
+				gather = time.NewTimer(w)
+			}
+		case gather != nil:
+			select {
+			case seq = <-l.e.submit:
+			case <-gather.C:
+				gather = nil
+			case <-l.e.quit:
+				return false
+			}
+		default:
 			select {
 			case seq = <-l.e.submit:
 			default:
@@ -96,6 +121,18 @@ func (l *loop) admit() bool {
 	}
 }
 
+// gatherMax bounds how long an idle loop waits for jobs sent together.
+const gatherMax = 5 * time.Millisecond
+
+// decode runs the step's batch and keeps a moving average of how long
+// steps take.
+func (l *loop) decode() error {
+	start := time.Now()
+	err := l.e.lc.Decode(l.batch)
+	l.step += (time.Since(start) - l.step) / 8
+	return err
+}
+
 // dropCancelled ends the sequences whose caller gave up. A decode cannot
 // be interrupted, so this is within one step of the cancel.
 func (l *loop) dropCancelled() {
@@ -106,27 +143,42 @@ func (l *loop) dropCancelled() {
 	}
 }
 
-// fill builds the step's batch: each active sequence feeds what it has
-// pending, a prompt at most BatchSize tokens a step, and asks for logits
-// only at its last pending token.
+// fill builds the step's batch. Every generating sequence feeds the token
+// it sampled last; prompts share what is left of the step's prompt budget
+// (PrefillChunk tokens), in slot order, so that a long prompt is absorbed
+// over several steps while the running sequences keep generating between
+// them. A sequence asks for logits only at its prompt's last token.
 func (l *loop) fill() {
 	l.batch.Clear()
 	for _, seq := range l.slots {
-		if seq == nil {
-			continue
+		if seq != nil {
+			seq.iBatch = -1
+			if seq.result.Tokens > 0 {
+				l.feed(seq, len(seq.pending))
+			}
 		}
-		n := min(len(seq.pending), l.e.cfg.BatchSize)
-		last := n == len(seq.pending)
-		for j := range n {
-			l.batch.Add(seq.pending[j], nil, len(seq.fed)+j, last && j == n-1, seq.slot)
-		}
-		seq.fed = append(seq.fed, seq.pending[:n]...)
-		seq.iBatch = -1
-		if last {
-			seq.iBatch = l.batch.NumTokens() - 1
-		}
-		seq.pending = seq.pending[n:]
 	}
+	budget := l.e.cfg.PrefillChunk
+	for _, seq := range l.slots {
+		if seq != nil && seq.result.Tokens == 0 && budget > 0 {
+			n := min(len(seq.pending), budget)
+			budget -= n
+			l.feed(seq, n)
+		}
+	}
+}
+
+// feed adds the first n of seq's pending tokens to the batch.
+func (l *loop) feed(seq *sequence, n int) {
+	last := n == len(seq.pending)
+	for j := range n {
+		l.batch.Add(seq.pending[j], nil, len(seq.fed)+j, last && j == n-1, seq.slot)
+	}
+	seq.fed = append(seq.fed, seq.pending[:n]...)
+	if last {
+		seq.iBatch = l.batch.NumTokens() - 1
+	}
+	seq.pending = seq.pending[n:]
 }
 
 // sample takes the next token of every sequence whose logits came out of
