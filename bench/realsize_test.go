@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/narrated/llmworker/internal/cpulevel"
 	"github.com/narrated/llmworker/internal/engine"
 )
 
@@ -115,4 +117,94 @@ func generate(b *testing.B, eng *engine.Engine, p engine.Prompt, maxTokens int) 
 		b.Fatal(err)
 	}
 	return res
+}
+
+// BenchmarkBare prints bare llama.cpp alone on the 134M model, 1, 4 and 8
+// sequences: what a build (CPU=x86-64-v3 against -v4) is worth, without
+// the rest of the service.
+func BenchmarkBare(b *testing.B) {
+	model := realModel(b)
+	rounds := envInt("BENCH_ROUNDS", 3)
+	threads := envInt("BENCH_THREADS", 1)
+	jobCounts := []int{1, 4, 8}
+	bl := newBare(b, model, workload{prompt: "Once upon a time", maxTokens: 48}, 8, 2048, threads)
+	rg := &rig{model: model, parallel: 8, threads: threads, paths: []path{bl.path()}}
+	st := rg.measure(b, jobCounts, rounds)
+	b.StopTimer()
+	rg.print(b, "bare llama.cpp, 48 tokens a job, built for "+cpulevel.Built(), jobCounts, rounds, st)
+}
+
+// BenchmarkChunkedPrefill prints, on the 134M model, what running streams
+// see while a 1,500-token prompt is absorbed, for several prefill chunks:
+// their inter-token latency (p50, p99) and the long prompt's time to first
+// token.
+func BenchmarkChunkedPrefill(b *testing.B) {
+	model := realModel(b)
+	rounds := envInt("BENCH_ROUNDS", 2)
+	threads := envInt("BENCH_THREADS", 1)
+	const running = 3
+	fmt.Printf("\nChunked prefill: %s, %d llama.cpp thread(s), %d running streams, a 1,500-token prompt arriving, %d rounds, load %s\n\n",
+		modelName(model), threads, running, rounds, loadAverage())
+	fmt.Printf("| prefill chunk | running streams' inter-token latency p50 | p99 | the long prompt's time to first token |\n|---|---|---|---|\n")
+	for _, chunk := range []int{128, 256, 512} {
+		eng, err := engine.Load(engine.Config{ModelPath: model, Parallel: running + 1, ContextSize: 2048, Threads: threads, PrefillChunk: chunk})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var gaps, ttft []time.Duration
+		for round := range rounds {
+			long := tokenize(b, eng, promptText(b, eng, fmt.Sprintf("Chunk %d round %d.", chunk, round), 1500))
+			g, t := absorb(b, eng, running, long)
+			gaps, ttft = append(gaps, g...), append(ttft, t)
+		}
+		eng.Close()
+		fmt.Printf("| %d | %.0f ms | %.0f ms | %.0f ms |\n", chunk, ms(percentile(gaps, 0.5)), ms(percentile(gaps, 0.99)), ms(median(ttft)))
+	}
+}
+
+// absorb starts running streams, sends long once each has a token, and
+// returns the streams' gaps between tokens until long's first token, and
+// long's time to first token.
+func absorb(b *testing.B, eng *engine.Engine, running int, long engine.Prompt) ([]time.Duration, time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	short := tokenize(b, eng, "Once upon a time")
+	var mu sync.Mutex
+	last := make([]time.Time, running)
+	var gaps []time.Duration
+	var sent, first time.Time
+	started := make(chan struct{}, running)
+	var wg sync.WaitGroup
+	for i := range running {
+		wg.Go(func() {
+			eng.Generate(ctx, engine.Request{Prompt: short, MaxTokens: 1900, Sampling: greedy}, engine.Hooks{Piece: func(_ string, n int) {
+				now := time.Now()
+				mu.Lock()
+				defer mu.Unlock()
+				if !sent.IsZero() && first.IsZero() {
+					gaps = append(gaps, now.Sub(last[i]))
+				}
+				last[i] = now
+				if n == 0 {
+					started <- struct{}{}
+				}
+			}})
+		})
+	}
+	for range running {
+		<-started
+	}
+	mu.Lock()
+	sent = time.Now()
+	mu.Unlock()
+	eng.Generate(ctx, engine.Request{Prompt: long, MaxTokens: 1, Sampling: greedy}, engine.Hooks{Piece: func(string, int) {
+		mu.Lock()
+		first = time.Now()
+		mu.Unlock()
+	}})
+	cancel()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	return gaps, first.Sub(sent)
 }
