@@ -135,43 +135,56 @@ func BenchmarkBare(b *testing.B) {
 }
 
 // BenchmarkChunkedPrefill prints, on the 134M model, what running streams
-// see while a 1,500-token prompt is absorbed, for several prefill chunks:
-// their inter-token latency (p50, p99) and the long prompt's time to first
-// token.
+// see while a 1,500-token prompt is absorbed, for several prefill chunks
+// (one engine each, taking turns round by round): their inter-token
+// latency (p50, p99, and p50 against their own before the prompt came)
+// and the long prompt's time to first token.
 func BenchmarkChunkedPrefill(b *testing.B) {
 	model := realModel(b)
 	rounds := envInt("BENCH_ROUNDS", 2)
 	threads := envInt("BENCH_THREADS", 1)
 	const running = 3
-	fmt.Printf("\nChunked prefill: %s, %d llama.cpp thread(s), %d running streams, a 1,500-token prompt arriving, %d rounds, load %s\n\n",
-		modelName(model), threads, running, rounds, loadAverage())
-	fmt.Printf("| prefill chunk | running streams' inter-token latency p50 | p99 | the long prompt's time to first token |\n|---|---|---|---|\n")
-	for _, chunk := range []int{128, 256, 512} {
+	chunks := []int{128, 256, 512}
+	engines := make([]*engine.Engine, len(chunks))
+	for i, chunk := range chunks {
 		eng, err := engine.Load(engine.Config{ModelPath: model, Parallel: running + 1, ContextSize: 2048, Threads: threads, PrefillChunk: chunk})
 		if err != nil {
 			b.Fatal(err)
 		}
-		var gaps, ttft []time.Duration
-		for round := range rounds {
-			long := tokenize(b, eng, promptText(b, eng, fmt.Sprintf("Chunk %d round %d.", chunk, round), 1500))
-			g, t := absorb(b, eng, running, long)
-			gaps, ttft = append(gaps, g...), append(ttft, t)
+		b.Cleanup(eng.Close)
+		engines[i] = eng
+	}
+	gaps := make([][]time.Duration, len(chunks))
+	ttft := make([][]time.Duration, len(chunks))
+	slowdown := make([][]float64, len(chunks))
+	for round := range rounds {
+		for i, eng := range engines {
+			long := tokenize(b, eng, promptText(b, eng, fmt.Sprintf("Chunk %d round %d.", chunks[i], round), 1500))
+			before, during, t := absorb(b, eng, running, long)
+			gaps[i] = append(gaps[i], during...)
+			ttft[i] = append(ttft[i], t)
+			slowdown[i] = append(slowdown[i], float64(percentile(during, 0.5))/float64(percentile(before, 0.5)))
 		}
-		eng.Close()
-		fmt.Printf("| %d | %.0f ms | %.0f ms | %.0f ms |\n", chunk, ms(percentile(gaps, 0.5)), ms(percentile(gaps, 0.99)), ms(median(ttft)))
+	}
+	b.StopTimer()
+	fmt.Printf("\nChunked prefill: %s, %d llama.cpp thread(s), %d running streams, a 1,500-token prompt arriving, %d rounds, load %s\n\n",
+		modelName(model), threads, running, rounds, loadAverage())
+	fmt.Printf("| prefill chunk | running streams' inter-token latency p50 | p99 | p50 against before the prompt | the long prompt's time to first token |\n|---|---|---|---|---|\n")
+	for i, chunk := range chunks {
+		fmt.Printf("| %d | %.0f ms | %.0f ms | %.1f× | %.0f ms |\n", chunk, ms(percentile(gaps[i], 0.5)), ms(percentile(gaps[i], 0.99)),
+			median(slowdown[i]), ms(median(ttft[i])))
 	}
 }
 
-// absorb starts running streams, sends long once each has a token, and
-// returns the streams' gaps between tokens until long's first token, and
-// long's time to first token.
-func absorb(b *testing.B, eng *engine.Engine, running int, long engine.Prompt) ([]time.Duration, time.Duration) {
+// absorb starts running streams, sends long once each has 8 tokens, and
+// returns the streams' gaps between tokens before it and until long's
+// first token, and long's time to first token.
+func absorb(b *testing.B, eng *engine.Engine, running int, long engine.Prompt) (before, during []time.Duration, ttft time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	short := tokenize(b, eng, "Once upon a time")
 	var mu sync.Mutex
 	last := make([]time.Time, running)
-	var gaps []time.Duration
 	var sent, first time.Time
 	started := make(chan struct{}, running)
 	var wg sync.WaitGroup
@@ -181,11 +194,15 @@ func absorb(b *testing.B, eng *engine.Engine, running int, long engine.Prompt) (
 				now := time.Now()
 				mu.Lock()
 				defer mu.Unlock()
-				if !sent.IsZero() && first.IsZero() {
-					gaps = append(gaps, now.Sub(last[i]))
+				switch {
+				case n == 0:
+				case sent.IsZero():
+					before = append(before, now.Sub(last[i]))
+				case first.IsZero():
+					during = append(during, now.Sub(last[i]))
 				}
 				last[i] = now
-				if n == 0 {
+				if n == 8 {
 					started <- struct{}{}
 				}
 			}})
@@ -206,5 +223,5 @@ func absorb(b *testing.B, eng *engine.Engine, running int, long engine.Prompt) (
 	wg.Wait()
 	mu.Lock()
 	defer mu.Unlock()
-	return gaps, first.Sub(sent)
+	return before, during, first.Sub(sent)
 }
