@@ -27,6 +27,7 @@ import (
 
 	"github.com/narrated/llmworker"
 	"github.com/narrated/llmworker/internal/jobs"
+	"github.com/narrated/llmworker/internal/openai"
 )
 
 // Defaults of a Config's zero fields.
@@ -120,6 +121,7 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) (*Server, error) {
 	s.mux.HandleFunc("GET /v1/jobs/{job_id}", s.status)
 	s.mux.HandleFunc("DELETE /v1/jobs/{job_id}", s.cancel)
 	s.mux.HandleFunc("GET /v1/jobs/{job_id}/events", s.events)
+	s.routeOpenAI()
 	return s, nil
 }
 
@@ -142,6 +144,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if strings.HasPrefix(r.URL.Path, "/v1/") && !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ssebridge"`)
+		if isOpenAIPath(r.URL.Path) {
+			writeOpenAIError(w, openai.NewError(http.StatusUnauthorized, openai.TypeAuthentication, "invalid_api_key", "", "a valid bearer token (API key) is required"))
+			return
+		}
 		writeError(w, http.StatusUnauthorized, &jobs.Error{Code: jobs.Unauthorized, Message: "a valid bearer token is required"})
 		return
 	}

@@ -94,6 +94,9 @@ type Info struct {
 	ContextSize  int
 	Parallel     int
 	Threads      int
+	// ChatTemplate names the template that renders chats: a family of
+	// Ollama's templates matched from the GGUF's, or PlainChat.
+	ChatTemplate string
 }
 
 // Engine is one loaded model and its decode loop. Its methods are safe for
@@ -103,6 +106,7 @@ type Engine struct {
 	cfg    Config
 	model  *llama.Model
 	lc     *llama.Context
+	chat   chatTemplate
 	submit chan *sequence
 	quit   chan struct{}
 	done   chan struct{}
@@ -149,8 +153,10 @@ func Load(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("model %s: llama.cpp could not create a context of %d×%d tokens: %s", cfg.ModelPath, cfg.Parallel, cfg.ContextSize, reason)
 	}
 
+	chat := loadChatTemplate(cfg.ModelPath)
 	e := &Engine{
 		cfg:    cfg,
+		chat:   chat,
 		model:  model,
 		lc:     lc,
 		submit: make(chan *sequence),
@@ -165,6 +171,7 @@ func Load(cfg Config) (*Engine, error) {
 			ContextSize:  cfg.ContextSize,
 			Parallel:     cfg.Parallel,
 			Threads:      cfg.Threads,
+			ChatTemplate: chat.name,
 		},
 	}
 	batch, err := llama.NewBatch(cfg.BatchSize, cfg.Parallel, 0)

@@ -27,6 +27,9 @@ type Request struct {
 	// Stop ends the generation at the first of these strings, which is not
 	// part of the output.
 	Stop []string
+	// Grammar, when set, constrains the output to a llama.cpp grammar
+	// (SchemaGrammar makes one from a JSON Schema).
+	Grammar string
 }
 
 // StopReason says why a generation ended.
@@ -93,9 +96,11 @@ func (e *Engine) Generate(ctx context.Context, req Request, hooks Hooks) (Result
 		return Result{}, err
 	}
 	var sampler *llama.SamplingContext
-	if !req.Sampling.greedy() {
+	if !req.Sampling.greedy() || req.Grammar != "" {
+		params := samplingParams(req.Sampling)
+		params.Grammar = req.Grammar
 		var err error
-		if sampler, err = llama.NewSamplingContext(e.model, samplingParams(req.Sampling)); err != nil {
+		if sampler, err = llama.NewSamplingContext(e.model, params); err != nil {
 			return Result{}, fmt.Errorf("sampler: %w", err)
 		}
 	}

@@ -37,6 +37,8 @@ func TestSubjectsDocIsTrue(t *testing.T) {
 		fmt.Sprintf("at most %d strings of 1–%d bytes", jobs.MaxStopSequences, jobs.MaxStopBytes),
 		fmt.Sprintf("1–%d;", jobs.MaxTimeout.Milliseconds()),
 		fmt.Sprintf("at most %d GiB", jobs.EventsMaxBytes>>30),
+		fmt.Sprintf("at most %d messages", jobs.MaxMessages), fmt.Sprintf("at most %d bytes", jobs.MaxSchemaBytes),
+		"`" + jobs.RoleSystem + "`", "`" + jobs.RoleUser + "`", "`" + jobs.RoleAssistant + "`",
 	}
 	for _, c := range []jobs.Code{jobs.InvalidRequest, jobs.ContextOverflow, jobs.InferenceFailed, jobs.RetriesExhausted} {
 		want = append(want, "`"+string(c)+"`")
@@ -50,7 +52,7 @@ func TestSubjectsDocIsTrue(t *testing.T) {
 	for _, a := range append(narration.PerRequest, narration.Lifecycle...) {
 		want = append(want, "| `"+a+"` |")
 	}
-	for _, v := range []any{jobs.Request{}, jobs.Started{}, jobs.Token{}, jobs.End{}, jobs.Error{}, jobs.Narration{}} {
+	for _, v := range []any{jobs.Request{}, jobs.Message{}, jobs.Started{}, jobs.Token{}, jobs.End{}, jobs.Error{}, jobs.Narration{}} {
 		want = append(want, jsonFields(reflect.TypeOf(v))...)
 	}
 	for _, w := range want {

@@ -33,18 +33,23 @@ const (
 // numbers are pointers so that an explicit 0 (greedy temperature, say) stays
 // apart from "not given"; Params resolves the defaults.
 type Request struct {
-	JobID             string   `json:"job_id"`
-	Prompt            string   `json:"prompt"`
-	MaxTokens         *int     `json:"max_tokens,omitempty"`
-	Temperature       *float64 `json:"temperature,omitempty"`
-	TopK              *int     `json:"top_k,omitempty"`
-	TopP              *float64 `json:"top_p,omitempty"`
-	MinP              *float64 `json:"min_p,omitempty"`
-	RepetitionPenalty *float64 `json:"repetition_penalty,omitempty"`
-	Seed              *uint32  `json:"seed,omitempty"`
-	Stop              []string `json:"stop,omitempty"`
-	TimeoutMS         *int     `json:"timeout_ms,omitempty"`
-	CorrelationID     string   `json:"correlation_id,omitempty"`
+	JobID  string `json:"job_id"`
+	Prompt string `json:"prompt,omitempty"`
+	// Messages, instead of Prompt, is a chat: the worker renders it into
+	// a prompt through its model's chat template.
+	Messages []Message `json:"messages,omitempty"`
+	// JSONSchema constrains the output to JSON that matches it.
+	JSONSchema        json.RawMessage `json:"json_schema,omitempty"`
+	MaxTokens         *int            `json:"max_tokens,omitempty"`
+	Temperature       *float64        `json:"temperature,omitempty"`
+	TopK              *int            `json:"top_k,omitempty"`
+	TopP              *float64        `json:"top_p,omitempty"`
+	MinP              *float64        `json:"min_p,omitempty"`
+	RepetitionPenalty *float64        `json:"repetition_penalty,omitempty"`
+	Seed              *uint32         `json:"seed,omitempty"`
+	Stop              []string        `json:"stop,omitempty"`
+	TimeoutMS         *int            `json:"timeout_ms,omitempty"`
+	CorrelationID     string          `json:"correlation_id,omitempty"`
 }
 
 // Params are a request's generation settings with every default applied.
@@ -114,13 +119,8 @@ func (r *Request) ValidateOptions() error {
 			return err
 		}
 	}
-	if n := utf8.RuneCountInString(r.Prompt); n == 0 {
-		return invalid("prompt", "is required and must not be empty")
-	} else if n > MaxPromptChars {
-		return invalid("prompt", "is %d characters; the limit is %d", n, MaxPromptChars)
-	}
-	if !utf8.ValidString(r.Prompt) {
-		return invalid("prompt", "must be valid UTF-8")
+	if err := r.validateInput(); err != nil {
+		return err
 	}
 	checks := []struct {
 		field string

@@ -24,7 +24,9 @@ type job struct {
 	pub       *publisher
 	stored    history // what the events stream held of the job when it was read
 	seed      uint32
-	begin     time.Time // when the worker took the job
+	// grammar constrains the output (from the request's json_schema).
+	grammar string
+	begin   time.Time // when the worker took the job
 }
 
 // handle runs one job message to its end and settles it with the queue:
@@ -54,12 +56,17 @@ func (w *Worker) handle(jobsCtx context.Context, msg jetstream.Msg) {
 		return
 	}
 
-	prompt, err := w.engine.Tokenize(req.Prompt)
+	text, grammar, err := w.input(req)
+	var prompt engine.Prompt
 	if err == nil {
-		err = req.CheckContext(prompt.Len(), w.engine.Info().ContextSize)
-	} else {
-		err = &jobs.Error{Code: jobs.InvalidRequest, Field: "prompt", Message: err.Error()}
+		prompt, err = w.engine.Tokenize(text)
+		if err == nil {
+			err = req.CheckContext(prompt.Len(), w.engine.Info().ContextSize)
+		} else {
+			err = &jobs.Error{Code: jobs.InvalidRequest, Field: "prompt", Message: err.Error()}
+		}
 	}
+	j.grammar = grammar
 	if err != nil {
 		j.reject(err)
 		return
@@ -265,6 +272,7 @@ func (j *job) generate(genCtx, ctx context.Context, cancel context.CancelCauseFu
 		Prompt:    prompt,
 		MaxTokens: p.MaxTokens,
 		Stop:      p.Stop,
+		Grammar:   j.grammar,
 		Sampling: engine.Sampling{
 			Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP, MinP: p.MinP,
 			RepetitionPenalty: p.RepetitionPenalty, Seed: j.seed,

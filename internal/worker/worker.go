@@ -26,6 +26,7 @@ import (
 type Engine interface {
 	Info() engine.Info
 	Tokenize(text string) (engine.Prompt, error)
+	RenderChat(msgs []engine.Message) (string, error)
 	Generate(ctx context.Context, req engine.Request, hooks engine.Hooks) (engine.Result, error)
 }
 
