@@ -282,6 +282,8 @@ func fromJobError(err error, chat bool) *openai.Error {
 		return openai.NewError(400, openai.TypeInvalidRequest, "context_length_exceeded", param, msg)
 	case jobs.InferenceFailed:
 		return openai.NewError(500, openai.TypeServer, "inference_failed", "", msg)
+	case jobs.RetriesExhausted:
+		return openai.NewError(500, openai.TypeServer, "retries_exhausted", "", msg)
 	}
 	return openai.BadParam(param, msg)
 }
