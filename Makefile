@@ -1,15 +1,20 @@
 # llama.cpp comes with the ollama module; cgo builds it with these flags.
 # -march gives llama.cpp its SIMD (the default flags generate about 2x
-# slower code): CPU is the x86-64 level to build for, this machine's own
-# unless told (CPU=x86-64-v2, -v3 or -v4; v4 is AVX-512); a binary checks
-# at start that its CPU has that level (internal/cpulevel).
+# slower code). CPU is the x86-64 level to compile for: `make build` picks
+# this machine's own (scripts/cpu-level.sh: x86-64-v2, -v3 or -v4, v4
+# being AVX-512) unless told, e.g. CPU=x86-64-v3; the other targets use
+# x86-64-v3 unless told, the level the shared build cache holds. A binary
+# checks at start that its CPU has the level (internal/cpulevel).
 # -Wno-stringop-overflow quiets a false alarm of gcc 12 in ggml's
 # repack.cpp. Plain `go build` needs these too: `eval "$(make env)"` sets
 # them in a shell.
-CPU ?= $(shell scripts/cpu-level.sh)
+ifeq ($(origin CPU),undefined)
+build: CPU = $(shell scripts/cpu-level.sh)
+endif
+CPU ?= x86-64-v3
 export CGO_CPPFLAGS := -I$(CURDIR)/internal/engine/include
-export CGO_CFLAGS := -O3 -march=$(CPU)
-export CGO_CXXFLAGS := -O3 -march=$(CPU) -Wno-stringop-overflow
+export CGO_CFLAGS = -O3 -march=$(CPU)
+export CGO_CXXFLAGS = -O3 -march=$(CPU) -Wno-stringop-overflow
 
 # Debian packages: llama.cpp's vendored headers the Go module download
 # leaves out, curl for the demo, and Chromium for the page's browser test.

@@ -162,9 +162,20 @@ func natsPath(nc *nats.Conn, js jetstream.JetStream, w workload) path {
 		}
 		nc.Flush()
 		*r = *newRun(n)
+		// Jobs sent together: all published before any acknowledgement.
+		var acks []jetstream.PubAckFuture
 		for _, id := range ids {
 			data, _ := json.Marshal(w.request(id))
-			if _, err := js.Publish(context.Background(), jobs.ExecuteSubject, data); err != nil {
+			ack, err := js.PublishAsync(jobs.ExecuteSubject, data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			acks = append(acks, ack)
+		}
+		for _, ack := range acks {
+			select {
+			case <-ack.Ok():
+			case err := <-ack.Err():
 				b.Fatal(err)
 			}
 		}
