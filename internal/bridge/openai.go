@@ -66,7 +66,7 @@ func (s *Server) openAIHandler(decode func([]byte) (*completion, *openai.Error))
 			writeOpenAIError(w, fromJobError(err, c.chat))
 			return
 		}
-		pool, oerr := s.route(r.Context(), c.model)
+		pool, oerr := s.poolFor(r.Context(), c.model)
 		if oerr != nil {
 			writeOpenAIError(w, oerr)
 			return

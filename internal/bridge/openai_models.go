@@ -7,9 +7,9 @@ import (
 	"github.com/narrated/llmworker/internal/openai"
 )
 
-// route finds the pool whose workers serve model.
+// poolFor finds the pool whose workers serve model.
 // TODO(discovery): learn the models from the live workers.
-func (s *Server) route(ctx context.Context, model string) (string, *openai.Error) {
+func (s *Server) poolFor(ctx context.Context, model string) (string, *openai.Error) {
 	return "", nil
 }
 
