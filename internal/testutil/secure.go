@@ -7,12 +7,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,10 +116,26 @@ func StartSecureNATS(t testing.TB, kind string) *SecureNATS {
 }
 
 // ConnectWith opens a NATS connection with c for the test, closed when it
-// ends.
+// ends. Anything the server refuses it (a permissions violation) fails the
+// test.
 func ConnectWith(t testing.TB, c natsconn.Config) *nats.Conn {
 	t.Helper()
-	nc, err := c.Connect(t.Name())
+	var mu sync.Mutex
+	var refused []error
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, err := range refused {
+			t.Errorf("%s: NATS refused: %v", natsconn.Redact(c.URL), err)
+		}
+	})
+	nc, err := c.Connect(t.Name(), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			mu.Lock()
+			refused = append(refused, err)
+			mu.Unlock()
+		}
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
