@@ -11,17 +11,8 @@ import (
 	"sync"
 
 	"github.com/ollama/ollama/llama"
+	"golang.org/x/sys/unix"
 )
-
-// logLevel gates llama.cpp's own log lines, which llama.cpp writes to
-// stderr (never stdout) when slog's default logger takes their level.
-var logLevel = new(slog.LevelVar)
-
-func init() { logLevel.Set(slog.LevelWarn) }
-
-// SetLogLevel sets which of llama.cpp's log lines reach stderr; the default
-// is warnings and errors.
-func SetLogLevel(l slog.Level) { logLevel.Set(l) }
 
 // DeviceInfo is what llama.cpp found on this machine.
 type DeviceInfo struct {
@@ -40,6 +31,14 @@ func (d DeviceInfo) String() string {
 }
 
 // Devices starts llama.cpp's backends (once) and reports what they found.
+//
+// It changes the process, as the llama package requires: it sets
+// OLLAMA_LIBRARY_PATH when unset (ggml finds its backends by it), and it
+// makes slog's default logger a text logger on stderr at warning level
+// (the llama package lets through the llama.cpp log lines that slog's
+// default logger takes, and writes them to stderr, never stdout). So a
+// binary calls it once at start-up, before it starts other work, as
+// cmd/worker does; Load calls it for callers that did not.
 var Devices = sync.OnceValue(func() DeviceInfo {
 	// ggml looks for backend libraries beside ../lib/ollama and warns for
 	// each it cannot find; this binary links its CPU backend statically, so
@@ -49,7 +48,7 @@ var Devices = sync.OnceValue(func() DeviceInfo {
 			os.Setenv("OLLAMA_LIBRARY_PATH", filepath.Dir(exe))
 		}
 	}
-	capture := &systemCapture{next: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel})}
+	capture := &systemCapture{next: slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})}
 	slog.SetDefault(slog.New(capture))
 	llama.BackendInit()
 	slog.SetDefault(slog.New(capture.next))
@@ -118,18 +117,36 @@ func (h *systemCapture) cpuFeatures() string {
 func (h *systemCapture) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h *systemCapture) WithGroup(string) slog.Handler      { return h }
 
-// captureStderr runs fn while keeping the last lines llama.cpp writes to
-// stderr, and still passes them on: the Go bindings' load errors hide the
-// reason, which llama.cpp only logs. Used at load time only, when nothing
-// else writes to stderr.
+// stderrCaptured serialises captureStderr: a process has one stderr.
+var stderrCaptured sync.Mutex
+
+// captureStderr runs fn while keeping the last lines written to stderr,
+// and still passes them on: the Go bindings' load errors hide the reason,
+// which llama.cpp only logs. It redirects the file descriptor, never the
+// os.Stderr variable, so no Go code races on it; a line that another part
+// of the process writes meanwhile passes through as well.
 func captureStderr(fn func()) string {
+	stderrCaptured.Lock()
+	defer stderrCaptured.Unlock()
 	r, w, err := os.Pipe()
 	if err != nil {
 		fn()
 		return "see llama.cpp's log on stderr"
 	}
-	orig := os.Stderr
-	os.Stderr = w
+	defer r.Close()
+	saved, err := unix.Dup(2)
+	if err == nil {
+		if err = unix.Dup2(int(w.Fd()), 2); err != nil {
+			unix.Close(saved)
+		}
+	}
+	if err != nil {
+		w.Close()
+		fn()
+		return "see llama.cpp's log on stderr"
+	}
+	orig := os.NewFile(uintptr(saved), "stderr")
+	defer orig.Close()
 	var last []string
 	copied := make(chan struct{})
 	go func() {
@@ -147,10 +164,9 @@ func captureStderr(fn func()) string {
 		}
 	}()
 	fn()
-	os.Stderr = orig
+	unix.Dup2(saved, 2) // the pipe's last writer is w now
 	w.Close()
 	<-copied
-	r.Close()
 	if len(last) == 0 {
 		return "llama.cpp gave no reason"
 	}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ollama/ollama/fs/ggml"
@@ -43,8 +44,8 @@ type Config struct {
 	// of waiting for the whole prompt.
 	PrefillChunk int
 	// FlashAttention turns llama.cpp's flash attention on. Off by default:
-	// on CPU it made long generations about 4× slower here (467 against
-	// 2,009 tokens/s over 2,000 tokens of the shared model).
+	// on CPU it makes long generations several times slower (the README's
+	// benchmarks give the figures).
 	FlashAttention bool
 	// Progress, when set, is called as the model loads (0 to 1).
 	Progress func(float32)
@@ -110,6 +111,7 @@ type Engine struct {
 	submit chan *sequence
 	quit   chan struct{}
 	done   chan struct{}
+	closed sync.Once
 }
 
 // ErrClosed is returned by Generate once the engine is closed.
@@ -128,6 +130,12 @@ func Load(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model %s: not a readable GGUF file: %w", cfg.ModelPath, err)
 	}
+	// The batch first: it needs no model, and a model loaded after it
+	// has nothing left to fail that would strand it.
+	batch, err := llama.NewBatch(cfg.BatchSize, cfg.Parallel, 0)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", cfg.ModelPath, err)
+	}
 
 	start := time.Now()
 	var model *llama.Model
@@ -139,6 +147,7 @@ func Load(cfg Config) (*Engine, error) {
 		})
 	})
 	if err != nil {
+		batch.Free()
 		return nil, fmt.Errorf("model %s (architecture %q): llama.cpp could not load it: %s", cfg.ModelPath, arch, reason)
 	}
 	flash := ml.FlashAttentionDisabled
@@ -150,6 +159,7 @@ func Load(cfg Config) (*Engine, error) {
 	reason = captureStderr(func() { lc, err = llama.NewContextWithModel(model, params) })
 	if err != nil {
 		llama.FreeModel(model)
+		batch.Free()
 		return nil, fmt.Errorf("model %s: llama.cpp could not create a context of %d×%d tokens: %s", cfg.ModelPath, cfg.Parallel, cfg.ContextSize, reason)
 	}
 
@@ -173,10 +183,6 @@ func Load(cfg Config) (*Engine, error) {
 			Threads:      cfg.Threads,
 			ChatTemplate: chat.name,
 		},
-	}
-	batch, err := llama.NewBatch(cfg.BatchSize, cfg.Parallel, 0)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", cfg.ModelPath, err)
 	}
 	go e.run(batch)
 	return e, nil
@@ -234,15 +240,12 @@ func (e *Engine) Info() Info { return e.info }
 // general.name, else the file's stem ("stories260K").
 func (e *Engine) ModelName() string { return e.info.Name }
 
-// Close stops the decode loop; running generations end as cancelled.
-// llama.cpp offers no way to free a context, so the model stays mapped
-// until the process exits.
+// Close stops the decode loop; running generations end as cancelled. Any
+// number of callers may close, at once or again: each returns once the
+// loop has stopped. llama.cpp offers no way to free a context, so the
+// model stays mapped until the process exits.
 func (e *Engine) Close() {
-	select {
-	case <-e.quit:
-	default:
-		close(e.quit)
-	}
+	e.closed.Do(func() { close(e.quit) })
 	<-e.done
 }
 

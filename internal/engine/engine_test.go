@@ -266,3 +266,42 @@ func TestPromptCache(t *testing.T) {
 		t.Errorf("with reused cache:\n%q\nfresh:\n%q", got, want)
 	}
 }
+
+// Close may come from many callers at once, during a generation: each
+// returns once the loop has stopped, the generation ends as cancelled, and
+// later calls are refused.
+func TestConcurrentClose(t *testing.T) {
+	e, err := Load(Config{ModelPath: testutil.ModelPath(t), Parallel: 1, ContextSize: 256, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := e.Tokenize("Once upon a time")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan struct{})
+	var once sync.Once
+	type outcome struct {
+		res Result
+		err error
+	}
+	generated := make(chan outcome, 1)
+	go func() {
+		res, err := e.Generate(context.Background(), Request{Prompt: p, MaxTokens: 200, Sampling: Sampling{TopP: 1}},
+			Hooks{Piece: func(string, int) { once.Do(func() { close(first) }) }})
+		generated <- outcome{res, err}
+	}()
+	<-first
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(e.Close)
+	}
+	wg.Wait()
+	if got := <-generated; got.err != nil || got.res.Reason != StopCancelled && got.res.Reason != StopMaxTokens && got.res.Reason != StopEOS {
+		t.Errorf("generation during Close: %+v, %v", got.res, got.err)
+	}
+	e.Close()
+	if _, err := e.Generate(context.Background(), Request{Prompt: p, MaxTokens: 5}, Hooks{}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Generate after Close: %v, want ErrClosed", err)
+	}
+}

@@ -124,10 +124,8 @@ func (e *Engine) Generate(ctx context.Context, req Request, hooks Hooks) (Result
 	}
 	for u := range seq.updates {
 		switch {
-		case u.err != nil:
-			return u.final.orZero(), u.err
 		case u.final != nil:
-			return *u.final, nil
+			return *u.final, u.err
 		case u.text != "":
 			if hooks.Piece != nil {
 				hooks.Piece(u.text, u.i)
@@ -139,13 +137,6 @@ func (e *Engine) Generate(ctx context.Context, req Request, hooks Hooks) (Result
 		}
 	}
 	return Result{}, ErrClosed
-}
-
-func (r *Result) orZero() Result {
-	if r == nil {
-		return Result{}
-	}
-	return *r
 }
 
 // greedy says the settings pick the most likely token every time: at
