@@ -40,6 +40,14 @@ func (w *Worker) onQueuedCancel(msg *nats.Msg) {
 	if !jobs.ValidSubjectToken(jobID) {
 		return
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.answering {
+		// Shutting down: the cancel stays stored, and the worker that
+		// takes the job finds it there.
+		w.log.Debug().Str("job_id", jobID).Msg("shutting down; leaving a queued job's cancel to the worker that takes the job")
+		return
+	}
 	w.answers.Add(1)
 	go func() {
 		defer w.answers.Done()
@@ -47,11 +55,29 @@ func (w *Worker) onQueuedCancel(msg *nats.Msg) {
 	}()
 }
 
+// stopAnswering refuses new answers to queued cancels and waits for those
+// under way.
+func (w *Worker) stopAnswering() {
+	w.mu.Lock()
+	w.answering = false
+	w.mu.Unlock()
+	w.answers.Wait()
+}
+
+// cancelReadTries bounds the reads of a job's events that answering its
+// cancel may take.
+const cancelReadTries = 3
+
 func (w *Worker) cancelQueued(jobID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	h, err := lastEvent(ctx, w.events, jobID)
-	if err != nil || h.seq > 0 {
+	h, err := w.readForCancel(ctx, jobID)
+	if err != nil {
+		w.log.Error().Err(err).Str("job_id", jobID).
+			Msg("cancel of a queued job not answered: its events cannot be read; the cancel stays stored for the worker that takes the job")
+		return
+	}
+	if h.seq > 0 {
 		return // running elsewhere, or over
 	}
 	pub := newPublisher(w.js, w.events, jobID, h)
@@ -60,6 +86,23 @@ func (w *Worker) cancelQueued(jobID string) {
 		w.log.Info().Str("job_id", jobID).Msg("cancelled a job before it started")
 	case !errors.Is(err, errRaced):
 		w.log.Warn().Err(err).Str("job_id", jobID).Msg("could not end a cancelled queued job")
+	}
+}
+
+// readForCancel reads what the events stream holds of a job, trying again
+// after a failed read, and telling each failure.
+func (w *Worker) readForCancel(ctx context.Context, jobID string) (history, error) {
+	for try := 1; ; try++ {
+		h, err := lastEvent(ctx, w.events, jobID)
+		if err == nil || try == cancelReadTries {
+			return h, err
+		}
+		w.log.Warn().Err(err).Str("job_id", jobID).Int("try", try).Msg("cannot read a cancelled job's events; trying again")
+		select {
+		case <-time.After(time.Duration(try) * 100 * time.Millisecond):
+		case <-ctx.Done():
+			return h, err
+		}
 	}
 }
 

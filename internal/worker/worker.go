@@ -80,7 +80,11 @@ type Worker struct {
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc
 	jobs    sync.WaitGroup // running jobs
-	answers sync.WaitGroup // answers to cancels of jobs not running here
+	// answers counts the answers to cancels of jobs not running here; a
+	// callback adds to it only while answering holds, under mu, so none
+	// adds once stopAnswering waits.
+	answers   sync.WaitGroup
+	answering bool
 }
 
 // New makes a worker. lifecycle receives lifecycle narration (besides
@@ -107,8 +111,9 @@ func New(cfg Config, nc *nats.Conn, eng Engine, narrator *narration.Narrator, li
 	}
 	return &Worker{
 		cfg: cfg, nc: nc, js: js, engine: eng, narrator: narrator, lifecycle: lifecycle,
-		log:     log,
-		running: make(map[string]context.CancelCauseFunc),
+		log:       log,
+		running:   make(map[string]context.CancelCauseFunc),
+		answering: true,
 	}, nil
 }
 
@@ -148,9 +153,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		running.Unsubscribe()
 		return fmt.Errorf("subscribe to cancels: %w", err)
 	}
-	defer w.answers.Wait()
-	defer queued.Unsubscribe() // first: no new answers once drained
-	defer running.Unsubscribe()
+	defer func() {
+		running.Unsubscribe()
+		queued.Unsubscribe()
+		w.stopAnswering()
+	}()
 
 	info := w.engine.Info()
 	svc, err := w.announce(consumer)

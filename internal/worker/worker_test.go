@@ -292,6 +292,26 @@ func TestCancelWhileQueuedWithNoWorker(t *testing.T) {
 	}
 }
 
+// A cancel that cannot be answered, because the job's events cannot be
+// read, is tried again and then told on stdout, not taken for a job that
+// is over.
+func TestQueuedCancelReadErrorIsTold(t *testing.T) {
+	e := setup(t)
+	w := testutil.StartWorker(t, e.url)
+	if err := e.js.DeleteStream(context.Background(), jobs.EventsStream); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.nc.Publish(jobs.CancelSubject("unreadable"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if !w.Stdout.WaitFor("cancel of a queued job not answered", 30*time.Second) {
+		t.Fatalf("stdout does not tell the unanswered cancel:\n%s", w.Stdout.Bytes())
+	}
+	if n := strings.Count(string(w.Stdout.Bytes()), "trying again"); n != 2 {
+		t.Errorf("stdout tells %d retries, want 2:\n%s", n, w.Stdout.Bytes())
+	}
+}
+
 // A job cancelled while it waits behind a busy worker ends at once, and is
 // dropped when its turn comes.
 func TestCancelWhileQueuedBehindBusyWorker(t *testing.T) {
