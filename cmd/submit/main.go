@@ -90,8 +90,12 @@ func run(args []string, getenv func(string) string, out io.Writer) error {
 				// Ctrl-C: cancel the job and wait for its end.
 				cancelSent = true
 				stop()
-				js.Publish(context.Background(), jobs.CancelSubject(req.JobID), nil)
 				ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+				if _, err := js.Publish(ctx, jobs.CancelSubject(req.JobID), nil); err != nil {
+					cancel()
+					return fmt.Errorf("cancel job %s: %w (it may still run)", req.JobID, err)
+				}
+				fmt.Fprintf(out, "🛑 Cancel sent for job %s; waiting for its end\n", req.JobID)
 				defer cancel()
 				continue
 			}

@@ -51,7 +51,7 @@ func run() int {
 	}
 	log := newLogger(opts.Log).With().Str("worker_id", opts.WorkerID).Logger()
 	if _, err := opts.NATS.Options(); err != nil {
-		log.Error().Msg("❌ " + err.Error())
+		log.Error().Err(err).Msg("❌ the NATS settings are not usable")
 		return 1
 	}
 	narrator := narration.New(log, opts.WorkerID)
@@ -63,7 +63,7 @@ func run() int {
 	narrator.Tell(narration.DeviceInit(engine.Devices().String()), lifecycle)
 	eng, err := load(opts.Engine, narrator, lifecycle)
 	if err != nil {
-		log.Error().Err(err).Msg("❌ cannot load the model: " + err.Error())
+		log.Error().Err(err).Msg("❌ cannot load the model")
 		return 1
 	}
 	defer eng.Close()
@@ -86,7 +86,7 @@ func run() int {
 	if opts.MetricsListen != "" {
 		stopMetrics, err := serveMetrics(&opts, eng.Info().Name, log)
 		if err != nil {
-			log.Error().Err(err).Msg("❌ cannot serve metrics: " + err.Error())
+			log.Error().Err(err).Msg("❌ cannot serve metrics")
 			return 1
 		}
 		defer stopMetrics()
@@ -97,7 +97,7 @@ func run() int {
 		err = w.Run(ctx)
 	}
 	if err != nil {
-		log.Error().Err(err).Msg("❌ worker stopped: " + err.Error())
+		log.Error().Err(err).Msg("❌ worker stopped")
 		nc.Close()
 		return 1
 	}

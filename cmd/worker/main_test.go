@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -67,7 +68,8 @@ func TestBadModelExitsWithOneClearMessage(t *testing.T) {
 		var errorsSeen []string
 		for _, l := range stdoutLines(t, out) {
 			if l["level"] == "error" {
-				errorsSeen = append(errorsSeen, l["message"].(string))
+				// The reason travels in the error field, not the message.
+				errorsSeen = append(errorsSeen, fmt.Sprint(l["message"], ": ", l["error"]))
 			}
 		}
 		if len(errorsSeen) != 1 || !strings.Contains(errorsSeen[0], tt.path) || !strings.Contains(errorsSeen[0], tt.reason) {
