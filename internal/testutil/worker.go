@@ -27,7 +27,9 @@ type Worker struct {
 	err    error
 }
 
-// Stop shuts the worker down as SIGTERM would and waits for it to drain.
+// Stop shuts the worker down as SIGTERM would and waits for it to drain,
+// then flushes its connection: everything the worker published has reached
+// the server, ahead of anything the test publishes after Stop.
 func (w *Worker) Stop(t testing.TB) {
 	t.Helper()
 	w.stop()
@@ -38,6 +40,9 @@ func (w *Worker) Stop(t testing.TB) {
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatalf("worker %s did not stop", w.ID)
+	}
+	if err := w.nc.Flush(); err != nil && !w.nc.IsClosed() {
+		t.Errorf("worker %s: flush: %v", w.ID, err)
 	}
 }
 

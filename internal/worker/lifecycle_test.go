@@ -34,12 +34,24 @@ func TestNarrationDestinations(t *testing.T) {
 	testutil.Submit(t, e.js, jobs.ExecuteSubject, greedyJob("told", "Once", 12))
 	testutil.Events(t, e.js, "told", 30*time.Second)
 	w.Stop(t)
+	// Everything the worker sent is on the server now: a marker published
+	// after it comes after it, so reading up to the marker reads it all.
+	const marker = "end-of-test"
+	if err := e.nc.Publish(jobs.LifecycleSubject, []byte(marker)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.nc.Publish(jobs.EventsSubject(marker), []byte(marker)); err != nil {
+		t.Fatal(err)
+	}
 
 	var lifeActions []string
 	for {
-		msg, err := life.NextMsg(200 * time.Millisecond)
+		msg, err := life.NextMsg(30 * time.Second)
 		if err != nil {
-			break // the worker has stopped: nothing more will come
+			t.Fatalf("worker.lifecycle: %v before the marker", err)
+		}
+		if string(msg.Data) == marker {
+			break
 		}
 		var n jobs.Narration
 		if err := json.Unmarshal(msg.Data, &n); err != nil {
@@ -61,8 +73,11 @@ func TestNarrationDestinations(t *testing.T) {
 		}
 	}
 	for {
-		msg, err := all.NextMsg(200 * time.Millisecond)
+		msg, err := all.NextMsg(30 * time.Second)
 		if err != nil {
+			t.Fatalf("jobs.events.>: %v before the marker", err)
+		}
+		if msg.Subject == jobs.EventsSubject(marker) {
 			break
 		}
 		ev, err := jobs.DecodeEvent(msg.Data)
