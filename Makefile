@@ -30,14 +30,14 @@ export MODEL_PATH
 BENCH_MODELS ?= $(HOME)/.cache/llmworker
 BENCH_MODEL ?= $(BENCH_MODELS)/llama-134m-f16.gguf
 
-.PHONY: build test demo bench fuzz lint env deps deps-test cross-arm64
+.PHONY: build test demo bench fuzz lint tidy env deps deps-test cross-arm64
 build: deps
 	go build -o bin/ ./cmd/...
 
 ## Every test: unit, integration on an embedded NATS server and the real
 ## model, the fuzz seed corpus, the page in headless Chromium.
-test: deps-test
-	go vet ./...
+## Lint and the tidy check come first, so CI holds the line on both.
+test: deps-test tidy lint
 	go test -count=1 -timeout 20m ./...
 
 ## A worker with its embedded NATS, the bridge, a job streamed two ways.
@@ -69,6 +69,11 @@ fuzz: deps
 lint: deps
 	go vet ./...
 	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+## Fails, showing the difference, when go mod tidy would change go.mod or
+## go.sum.
+tidy:
+	go mod tidy -diff
 
 env:
 	@echo 'export CGO_CPPFLAGS="$(CGO_CPPFLAGS)" CGO_CFLAGS="$(CGO_CFLAGS)" CGO_CXXFLAGS="$(CGO_CXXFLAGS)"'
