@@ -89,6 +89,8 @@ type Server struct {
 	mux *http.ServeMux
 	hub *hub
 	met *metrics
+	// catalog knows the models the live workers serve (the OpenAI routes).
+	catalog *catalog
 
 	mu      sync.Mutex
 	streams map[string]jetstream.Stream
@@ -112,6 +114,9 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) (*Server, error) {
 		met:     newMetrics(),
 		streams: make(map[string]jetstream.Stream),
 	}
+	if s.catalog, err = newCatalog(nc); err != nil {
+		return nil, err
+	}
 	s.mux.HandleFunc("GET /{$}", s.page)
 	s.mux.HandleFunc("GET /openapi.yaml", s.openAPI)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
@@ -127,7 +132,10 @@ func New(cfg Config, nc *nats.Conn, log zerolog.Logger) (*Server, error) {
 
 // Close stops following the events stream; call it once the HTTP server
 // has shut down and no stream is open.
-func (s *Server) Close() { s.hub.close() }
+func (s *Server) Close() {
+	s.hub.close()
+	s.catalog.close()
+}
 
 // ServeHTTP answers CORS preflights, checks the bearer token on /v1 routes
 // and routes the request, counting it in the metrics by route and code.

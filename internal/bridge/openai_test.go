@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -40,6 +41,31 @@ func TestOpenAIGoClient(t *testing.T) {
 	testutil.StartWorker(t, h.natsURL)
 	client := openAIClient(h)
 	ctx := context.Background()
+
+	t.Run("models", func(t *testing.T) {
+		page, err := client.Models.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Data) != 1 || page.Data[0].ID != testModel || page.Data[0].Object != "model" {
+			t.Fatalf("models %s", page.RawJSON())
+		}
+		m, err := client.Models.Get(ctx, testModel)
+		if err != nil || m.ID != testModel {
+			t.Fatalf("model %+v, %v", m, err)
+		}
+		_, err = client.Models.Get(ctx, "nope")
+		var apiErr *openai.Error
+		if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusNotFound {
+			t.Fatalf("unknown model: %v; want 404", err)
+		}
+		p := chatParams("Once", 4)
+		p.Model = "nope"
+		_, err = client.Chat.Completions.New(ctx, p)
+		if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusNotFound || apiErr.Param != "model" || apiErr.Code != "model_not_found" {
+			t.Fatalf("chat with an unknown model: %v; want 404 model_not_found", err)
+		}
+	})
 
 	var whole string
 	t.Run("chat", func(t *testing.T) {
@@ -250,4 +276,39 @@ func TestOpenAIGoClient(t *testing.T) {
 			return false
 		})
 	})
+}
+
+// A model's workers come and go: the model list and the routes follow.
+func TestOpenAIModelsFollowWorkers(t *testing.T) {
+	h := startBridge(t, bridge.Config{})
+	client := openAIClient(h)
+	ctx := context.Background()
+	var apiErr *openai.Error
+	if _, err := client.Chat.Completions.New(ctx, chatParams("Once", 4)); !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("no worker at all: %v; want 503", err)
+	}
+	w := testutil.StartWorker(t, h.natsURL)
+	if _, err := client.Chat.Completions.New(ctx, chatParams("Once", 4)); err != nil {
+		t.Fatalf("a worker serves the model: %v", err)
+	}
+	w.Stop(t)
+	// The worker's shutdown news reaches the bridge apart from the HTTP
+	// request: give it the seconds the contract allows.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		page, err := client.Models.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Data) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("models 5 s after the worker stopped: %s; want none", page.RawJSON())
+		}
+		<-time.After(100 * time.Millisecond)
+	}
+	if _, err := client.Chat.Completions.New(ctx, chatParams("Once", 4)); !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusServiceUnavailable ||
+		apiErr.Code != "model_not_available" {
+		t.Fatalf("the model's worker stopped: %v; want 503", err)
+	}
 }
