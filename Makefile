@@ -35,7 +35,8 @@ build: deps
 	go build -o bin/ ./cmd/...
 
 ## Every test: unit, integration on an embedded NATS server and the real
-## model, the fuzz seed corpus, the page in headless Chromium.
+## model, the fuzz seed corpus, the page in headless Chromium, the official
+## OpenAI clients (Go and npm) against the bridge.
 ## Lint and the tidy check come first, so CI holds the line on both.
 test: deps-test tidy lint
 	go test -count=1 -timeout 20m ./...
@@ -81,5 +82,9 @@ env:
 deps:
 	@scripts/apt-install.sh $(DEMO_PACKAGES)
 
+# The official openai npm client, which the bridge's tests drive.
+NPM_TEST_DIRS := internal/bridge/testdata/openai-node
+
 deps-test:
 	@scripts/apt-install.sh $(TEST_PACKAGES)
+	@scripts/npm-install.sh $(NPM_TEST_DIRS)
