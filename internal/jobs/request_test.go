@@ -42,6 +42,7 @@ func TestDecodeRequestErrors(t *testing.T) {
 		{`{"JOB_ID":"a","prompt":"b"}`, "JOB_ID", `unknown field "JOB_ID"`},
 		{`{"job_id":"a","Prompt":"b"}`, "Prompt", `unknown field "Prompt"`},
 		{`{"job_id":"a","prompt":"b","stop":["x"],"Stop":["y"]}`, "Stop", `unknown field "Stop"`},
+		{`{"job_id":"a","messages":[{"role":"user","content":"hi","Name":"x"}]}`, "messages[0].Name", `unknown field "messages[0].Name"`},
 		{`{"prompt":"b"}`, "job_id", "required"},
 		{`{"job_id":"a.b","prompt":"b"}`, "job_id", "subject token"},
 		{`{"job_id":"` + strings.Repeat("a", 129) + `","prompt":"b"}`, "job_id", "1 to 128"},
