@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 
 	"github.com/narrated/llmworker/internal/bridge"
 	"github.com/narrated/llmworker/internal/natsconn"
+	"github.com/narrated/llmworker/internal/tracing"
 )
 
 func main() {
@@ -39,6 +41,17 @@ func main() {
 }
 
 func run(ctx context.Context, opts bridge.Options, log zerolog.Logger) error {
+	stopTracing, err := tracing.Setup(ctx, "llmbridge", version())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(fctx); err != nil {
+			log.Warn().Err(err).Msg("exporting the last spans failed")
+		}
+	}()
 	url := natsconn.Redact(opts.NATS.URL)
 	// A server that is not up yet is waited for; one that refuses the
 	// bridge's credentials stops it at once.
@@ -94,4 +107,11 @@ func run(ctx context.Context, opts bridge.Options, log zerolog.Logger) error {
 		hs.Close() // streams still open after the grace period are cut; clients resume
 	}
 	return nil
+}
+
+func version() string {
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
+		return info.Main.Version
+	}
+	return "dev"
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/narrated/llmworker/internal/narration"
 	"github.com/narrated/llmworker/internal/natsconn"
 	"github.com/narrated/llmworker/internal/natsserver"
+	"github.com/narrated/llmworker/internal/tracing"
 	"github.com/narrated/llmworker/internal/worker"
 )
 
@@ -54,6 +55,12 @@ func run() int {
 		log.Error().Err(err).Msg("❌ the NATS settings are not usable")
 		return 1
 	}
+	stopTracing, err := tracing.Setup(context.Background(), "llmworker", version())
+	if err != nil {
+		log.Error().Msg("❌ " + err.Error())
+		return 1
+	}
+	defer flushTraces(stopTracing, log)
 	narrator := narration.New(log, opts.WorkerID)
 	lifecycle := &narration.LifecycleSink{}
 	narrator.Tell(narration.Startup(opts.WorkerID, version()), lifecycle)
@@ -191,6 +198,15 @@ func serveMetrics(opts *worker.Options, model string, log zerolog.Logger) (func(
 	go srv.Serve(l)
 	log.Info().Str("url", "http://"+l.Addr().String()+"/metrics").Msg("serving metrics")
 	return func() { srv.Close() }, nil
+}
+
+// flushTraces exports the spans still buffered, for at most 5 seconds.
+func flushTraces(stop func(context.Context) error, log zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := stop(ctx); err != nil {
+		log.Warn().Err(err).Msg("exporting the last spans failed")
+	}
 }
 
 // drain flushes what the connection still holds and waits until it closes.

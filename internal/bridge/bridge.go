@@ -28,6 +28,7 @@ import (
 	"github.com/narrated/llmworker"
 	"github.com/narrated/llmworker/internal/jobs"
 	"github.com/narrated/llmworker/internal/openai"
+	"github.com/narrated/llmworker/internal/tracing"
 )
 
 // Defaults of a Config's zero fields.
@@ -141,9 +142,14 @@ func (s *Server) Close() {
 // and routes the request, counting it in the metrics by route and code.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	begin := time.Now()
+	ctx, span := startSpan(r)
+	tracing.ToHTTP(ctx, w.Header()) // the caller learns its trace
+	r = r.WithContext(ctx)
 	rec := &recorder{ResponseWriter: w}
 	s.serve(rec, r)
-	s.met.request(s.route(r), rec.status(), time.Since(begin))
+	route, code := s.route(r), rec.status()
+	endSpan(span, route, code)
+	s.met.request(route, code, time.Since(begin))
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
@@ -172,12 +178,12 @@ func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", origin)
 	h.Add("Vary", "Origin")
-	h.Set("Access-Control-Expose-Headers", "Location, X-Job-Id")
+	h.Set("Access-Control-Expose-Headers", "Location, X-Job-Id, Traceparent, Tracestate")
 	if r.Method != http.MethodOptions || r.Header.Get("Access-Control-Request-Method") == "" {
 		return false
 	}
 	h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
-	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Last-Event-ID")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Last-Event-ID, Traceparent, Tracestate")
 	h.Set("Access-Control-Max-Age", "600")
 	w.WriteHeader(http.StatusNoContent)
 	return true

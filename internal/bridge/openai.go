@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/narrated/llmworker/internal/jobs"
 	"github.com/narrated/llmworker/internal/openai"
@@ -92,7 +91,7 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, c *completion,
 		return
 	}
 	defer s.hub.unwatch(id, live)
-	if _, err := s.js.Publish(ctx, jobs.ExecuteSubjectFor(pool), data, jetstream.WithMsgID(id)); err != nil {
+	if _, err := s.publishJob(ctx, jobs.ExecuteSubjectFor(pool), id, data); err != nil {
 		s.log.Error().Err(err).Str("job_id", id).Msg("publish job")
 		writeOpenAIError(w, openai.NewError(http.StatusServiceUnavailable, openai.TypeServer, "unavailable", "", "the job could not be queued: "+err.Error()))
 		return

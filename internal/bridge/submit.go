@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/narrated/llmworker/internal/jobs"
+	"github.com/narrated/llmworker/internal/tracing"
 )
 
 // submission is the body of POST /v1/jobs: an execute request plus the
@@ -74,7 +75,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		}()
 		o.last = last
 	}
-	ack, err := s.js.Publish(r.Context(), jobs.ExecuteSubjectFor(sub.Pool), data, jetstream.WithMsgID(sub.JobID))
+	ack, err := s.publishJob(r.Context(), jobs.ExecuteSubjectFor(sub.Pool), sub.JobID, data)
 	if err != nil {
 		s.log.Error().Err(err).Str("job_id", sub.JobID).Msg("publish job")
 		writeError(w, http.StatusServiceUnavailable, &jobs.Error{Code: jobs.Unavailable, Message: "the job could not be queued: " + err.Error()})
@@ -84,7 +85,12 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, &jobs.Error{Code: jobs.Conflict, Field: "job_id", Message: "a job with this id was already submitted"})
 		return
 	}
-	s.log.Info().Str("job_id", sub.JobID).Str("correlation_id", sub.CorrelationID).Str("pool", sub.Pool).Msg("job queued")
+	s.log.Info().Str("job_id", sub.JobID).Str("correlation_id", sub.CorrelationID).Str("pool", sub.Pool).
+		Func(func(e *zerolog.Event) {
+			if id := tracing.TraceID(r.Context()); id != "" {
+				e.Str("trace_id", id)
+			}
+		}).Msg("job queued")
 
 	eventsURL := "/v1/jobs/" + sub.JobID + "/events"
 	w.Header().Set("Location", eventsURL)

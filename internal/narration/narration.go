@@ -32,6 +32,15 @@ func New(log zerolog.Logger, workerID string) *Narrator {
 	return &Narrator{log: log, workerID: workerID}
 }
 
+// WithTraceID is a Narrator whose lines carry trace_id: one job's, so an
+// operator can follow the job's trace into its stdout.
+func (t *Narrator) WithTraceID(traceID string) *Narrator {
+	if traceID == "" {
+		return t
+	}
+	return &Narrator{log: t.log.With().Str("trace_id", traceID).Logger(), workerID: t.workerID}
+}
+
 // Tell stamps n with the worker and the time, writes it to stdout, then
 // gives it to each sink in order.
 func (t *Narrator) Tell(n jobs.Narration, sinks ...Sink) {

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/narrated/llmworker/internal/engine"
 	"github.com/narrated/llmworker/internal/jobs"
@@ -27,6 +29,12 @@ type job struct {
 	// grammar constrains the output (from the request's json_schema).
 	grammar string
 	begin   time.Time // when the worker took the job
+	// narrator and log tell the job's lines on stdout, with its trace_id
+	// when it has one; header carries its trace context on its events.
+	narrator *narration.Narrator
+	log      zerolog.Logger
+	header   nats.Header
+	spans    spans
 }
 
 // handle runs one job message to its end and settles it with the queue:
@@ -38,6 +46,8 @@ func (w *Worker) handle(jobsCtx context.Context, msg jetstream.Msg) {
 	if meta, err := msg.Metadata(); err == nil && meta.NumDelivered == 1 {
 		w.cfg.Metrics.taken(meta.Timestamp, j.begin)
 	}
+	jobsCtx = j.startTrace(jobsCtx)
+	defer j.spans.job.End()
 	if decodeErr != nil {
 		j.reject(decodeErr)
 		return
@@ -48,7 +58,7 @@ func (w *Worker) handle(jobsCtx context.Context, msg jetstream.Msg) {
 		// A redelivery is the same stream message: acking or handing back
 		// the copy would settle the running job itself, which settles it
 		// when it ends.
-		w.log.Warn().Str("job_id", req.JobID).Msg("job delivered again while it runs here; leaving the copy to the running job")
+		j.log.Warn().Msg("job delivered again while it runs here; leaving the copy to the running job")
 		return
 	}
 	defer w.unregister(req.JobID)
@@ -101,7 +111,7 @@ func (j *job) reject(err error) {
 		j.narration.ID = jobs.ProbeJobID(j.msg.Data())
 	}
 	if j.narration.ID == "" {
-		j.w.narrator.Tell(j.narration.ValidationFailed(jerr))
+		j.narrator.Tell(j.narration.ValidationFailed(jerr))
 		j.msg.Ack()
 		return
 	}
@@ -109,12 +119,12 @@ func (j *job) reject(err error) {
 	if j.stored, err = lastEvent(ctx, j.w.events, j.narration.ID); err != nil || j.stored.terminal {
 		// Unreadable history, or a job of that id already ended: say it
 		// on stdout only, never write into another job's finished events.
-		j.w.narrator.Tell(j.narration.ValidationFailed(jerr))
+		j.narrator.Tell(j.narration.ValidationFailed(jerr))
 		j.msg.Ack()
 		return
 	}
-	j.pub = newPublisher(j.w.js, j.w.events, j.narration.ID, j.stored)
-	j.w.narrator.Tell(j.narration.ValidationFailed(jerr), j.pub)
+	j.pub = newPublisher(j.w.js, j.w.events, j.narration.ID, j.stored).withHeader(j.header)
+	j.narrator.Tell(j.narration.ValidationFailed(jerr), j.pub)
 	j.pub.publish(ctx, &jobs.ErrorEvent{Header: jobs.Header{Type: jobs.TypeError}, Error: *jerr})
 	j.settle(nil)
 }
@@ -144,14 +154,14 @@ func (j *job) open(ctx context.Context) bool {
 				return false
 			}
 			if j.stored.terminal {
-				j.w.log.Info().Str("job_id", j.req.JobID).Msg("job already ended (a duplicate, or cancelled while queued); dropping it")
+				j.log.Info().Msg("job already ended (a duplicate, or cancelled while queued); dropping it")
 				j.w.cfg.Metrics.settled("dropped", 0, 0, 0)
 				j.msg.Ack()
 				return false
 			}
 		}
 		fresh = false
-		j.pub = newPublisher(j.w.js, j.w.events, j.req.JobID, j.stored)
+		j.pub = newPublisher(j.w.js, j.w.events, j.req.JobID, j.stored).withHeader(j.header)
 		err := j.pub.publish(ctx, j.started())
 		if errors.Is(err, errRaced) {
 			continue // the subject is not as we thought: read it
@@ -237,6 +247,7 @@ func (j *job) run(ctx context.Context, cancel context.CancelCauseFunc, prompt en
 	defer stop()
 	go j.keepAlive(genCtx)
 	res, err := j.generate(genCtx, ctx, cancel, prompt, p, proceed)
+	j.traceGeneration(ctx, res)
 	if !proceed() {
 		return errSettled
 	}
@@ -279,6 +290,7 @@ func (j *job) generate(genCtx, ctx context.Context, cancel context.CancelCauseFu
 		},
 	}, engine.Hooks{
 		Slot: func(slot, reused, cleared int) {
+			j.spans.slot = time.Now()
 			if proceed() && cleared > 0 {
 				j.narrate(j.narration.CacheReset(slot, reused))
 			}
@@ -294,6 +306,7 @@ func (j *job) generate(genCtx, ctx context.Context, cancel context.CancelCauseFu
 			}
 			now := time.Now()
 			if i == 0 {
+				j.spans.first = now
 				j.w.cfg.Metrics.firstToken(j.begin)
 			} else {
 				j.w.cfg.Metrics.nextToken(now.Sub(last))
@@ -346,7 +359,7 @@ func outcome(res engine.Result, cause error) (jobs.StopReason, error) {
 }
 
 // narrate tells a per-request event on stdout and the job's subject.
-func (j *job) narrate(n jobs.Narration) { j.w.narrator.Tell(n, j.pub) }
+func (j *job) narrate(n jobs.Narration) { j.narrator.Tell(n, j.pub) }
 
 // record counts the job's outcome and tokens in the metrics.
 func (j *job) record(outcome string, res engine.Result) {
@@ -385,13 +398,13 @@ func (j *job) settle(runErr error) {
 	if j.pub != nil {
 		storeErr = j.pub.failure()
 	}
-	log := j.w.log.With().Str("job_id", j.req.JobID).Logger()
+	log := j.log
 	switch {
 	case errors.Is(runErr, errLost), errors.Is(storeErr, errLost):
 		// The message is the new owner's now: settling it would settle
 		// their run.
 		j.w.cfg.Metrics.settled("lost", 0, 0, 0)
-		j.w.narrator.Tell(narration.JobLost(j.w.cfg.WorkerID, j.req.JobID, j.attempt()))
+		j.narrator.Tell(narration.JobLost(j.w.cfg.WorkerID, j.req.JobID, j.attempt()))
 	case errors.Is(runErr, errShutdown):
 		log.Info().Msg("handing the job back to the queue")
 		if j.pub != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -65,10 +66,18 @@ type publisher struct {
 	last    uint64 // its stream sequence: what the next event expects
 	opened  bool   // an event of ours is stored
 	err     error
+	// header, when set, goes on every event: the job's trace context.
+	header nats.Header
 }
 
 func newPublisher(js jetstream.JetStream, events jetstream.Stream, jobID string, h history) *publisher {
 	return &publisher{js: js, events: events, jobID: jobID, subject: jobs.EventsSubject(jobID), seq: h.seq, last: h.streamSeq}
+}
+
+// withHeader puts h on every event the publisher stores.
+func (p *publisher) withHeader(h nats.Header) *publisher {
+	p.header = h
+	return p
 }
 
 // publish numbers ev and stores it. It returns errRaced when the subject
@@ -114,7 +123,9 @@ func (p *publisher) store(ctx context.Context, data []byte) (uint64, error) {
 	defer cancel()
 	backoff := 50 * time.Millisecond
 	for {
-		ack, err := p.js.Publish(ctx, p.subject, data, jetstream.WithExpectLastSequencePerSubject(p.last))
+		// The publish adds its own headers: each event gets its copy.
+		msg := &nats.Msg{Subject: p.subject, Data: data, Header: maps.Clone(p.header)}
+		ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(p.last))
 		if err == nil {
 			return ack.Sequence, nil
 		}

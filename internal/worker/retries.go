@@ -40,10 +40,10 @@ func (j *job) exhausted(ctx context.Context) bool {
 	}
 	j.w.cfg.Metrics.settled(string(jobs.RetriesExhausted), 0, 0, 0)
 	j.stored = stored
-	j.pub = newPublisher(j.w.js, j.w.events, j.req.JobID, stored)
+	j.pub = newPublisher(j.w.js, j.w.events, j.req.JobID, stored).withHeader(j.header)
 	msg := fmt.Sprintf("the job failed %d attempts (its workers died, stalled or could not store its events); giving up", failed)
-	j.w.log.Warn().Str("job_id", j.req.JobID).Int("attempts", failed).Msg("retries exhausted; ending the job")
-	j.w.narrator.Tell(j.narration.InferenceFailed(jobs.RetriesExhausted, msg), j.pub)
+	j.log.Warn().Int("attempts", failed).Msg("retries exhausted; ending the job")
+	j.narrator.Tell(j.narration.InferenceFailed(jobs.RetriesExhausted, msg), j.pub)
 	j.pub.publish(ctx, &jobs.ErrorEvent{Header: jobs.Header{Type: jobs.TypeError},
 		Error: jobs.Error{Code: jobs.RetriesExhausted, Message: msg}})
 	j.settle(nil)
