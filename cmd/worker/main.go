@@ -52,7 +52,7 @@ func run() int {
 	}
 	log := newLogger(opts.Log).With().Str("worker_id", opts.WorkerID).Logger()
 	if _, err := opts.NATS.Options(); err != nil {
-		log.Error().Err(err).Msg("❌ the NATS settings are not usable")
+		log.Error().Msg("❌ " + err.Error()) // the error is the sentence: it names the flag at fault
 		return 1
 	}
 	stopTracing, err := tracing.Setup(context.Background(), "llmworker", version())
