@@ -40,6 +40,12 @@ func main() {
 	}
 }
 
+// loopback reports whether addr can be reached from this machine only.
+func loopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}
+
 func run(ctx context.Context, opts bridge.Options, log zerolog.Logger) error {
 	stopTracing, err := tracing.Setup(ctx, "llmbridge", version())
 	if err != nil {
@@ -91,7 +97,14 @@ func run(ctx context.Context, opts bridge.Options, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	// Headers within -read-timeout (the Server bounds the body); an idle
+	// keep-alive connection is closed after a minute. No ReadTimeout: it
+	// would end every stream's response as well.
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: opts.ReadTimeout, IdleTimeout: time.Minute, MaxHeaderBytes: 64 << 10}
+	if !loopback(ln.Addr()) && opts.AuthToken == "" {
+		log.Warn().Str("listen", ln.Addr().String()).
+			Msg("listening beyond this machine with no -auth-token: anyone who reaches this address can submit and cancel jobs and read every job's events")
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info().Str("listen", ln.Addr().String()).Str("nats", url).Msg("ssebridge ready")

@@ -215,3 +215,36 @@ func TestBridgeNeverTellsThePassword(t *testing.T) {
 		}
 	}
 }
+
+// Listening beyond loopback with no -auth-token is warned about at start.
+func TestOpenListenerWarns(t *testing.T) {
+	_, natsURL := testutil.StartNATS(t)
+	for _, tt := range []struct {
+		args []string
+		warn bool
+	}{
+		{[]string{"-listen", "0.0.0.0:0"}, true},
+		{[]string{"-listen", "0.0.0.0:0", "-auth-token", "t0ken"}, false},
+		{[]string{"-listen", "127.0.0.1:0"}, false},
+	} {
+		opts, err := bridge.ParseFlags(append(tt.args, "-nats", natsURL), func(string) string { return "" }, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := &testutil.SyncBuffer{}
+		ctx, stop := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- run(ctx, opts, zerolog.New(out)) }()
+		if !out.WaitFor(`"ssebridge ready"`, 20*time.Second) {
+			t.Fatalf("%v: not ready: %s", tt.args, out.Bytes())
+		}
+		stop()
+		<-done
+		if warned := bytes.Contains(out.Bytes(), []byte("with no -auth-token")); warned != tt.warn {
+			t.Errorf("%v: warned %v, want %v:\n%s", tt.args, warned, tt.warn, out.Bytes())
+		}
+		if bytes.Contains(out.Bytes(), []byte("t0ken")) {
+			t.Errorf("%v: the token was told:\n%s", tt.args, out.Bytes())
+		}
+	}
+}

@@ -54,6 +54,9 @@ type Config struct {
 	WriteTimeout time.Duration
 	// MaxBodyBytes bounds a request body.
 	MaxBodyBytes int64
+	// ReadTimeout bounds reading a request's body: a client that sends it
+	// slower is cut off (408).
+	ReadTimeout time.Duration
 	// AuthToken, when set, is the bearer token every /v1 route requires.
 	AuthToken string
 	// CORSOrigins are the origins allowed to call the API from a browser;
@@ -73,6 +76,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = DefaultReadTimeout
 	}
 	return c
 }
@@ -153,6 +159,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	s.boundRead(w, r)
 	if s.cors(w, r) {
 		return
 	}
@@ -212,7 +219,8 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 // readyz answers 200 when the NATS connection is up and every stream of
-// the contract exists.
+// the contract exists. Its reason names no address and no secret: anyone
+// may read it.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if !s.nc.IsConnected() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "not connected to NATS"})
@@ -220,7 +228,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, name := range []string{jobs.QueueStream, jobs.EventsStream, jobs.CancelStream} {
 		if _, err := s.js.Stream(r.Context(), name); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "stream " + name + ": " + err.Error()})
+			reason := "the stream " + name + " cannot be read"
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				reason = "the stream " + name + " does not exist"
+			}
+			s.log.Warn().Err(err).Str("stream", name).Msg("not ready")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": reason})
 			return
 		}
 	}

@@ -3,7 +3,6 @@ package bridge
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -210,11 +209,11 @@ func (s *Server) replay(ctx context.Context, id string, through uint64, send fun
 		if msg.Sequence > through {
 			return false, nil
 		}
-		d := delivery{data: msg.Data}
-		if json.Unmarshal(d.data, &d.head) == nil && d.head.Seq > 0 {
-			if done, err := send(d); err != nil || done {
-				return done, err
-			}
+		d, err := decodeDelivery(id, msg.Data)
+		if err != nil {
+			s.hub.refused.tell(s.log, id, err)
+		} else if done, err := send(d); err != nil || done {
+			return done, err
 		}
 		seq = msg.Sequence + 1
 	}

@@ -32,6 +32,7 @@ var flagEnv = natsconn.WithEnv(map[string]string{
 	"not-found-wait": "BRIDGE_NOT_FOUND_WAIT",
 	"write-timeout":  "BRIDGE_WRITE_TIMEOUT",
 	"max-body":       "BRIDGE_MAX_BODY",
+	"read-timeout":   "BRIDGE_READ_TIMEOUT",
 })
 
 // FlagSet defines the ssebridge flags on o. It is the binary's only
@@ -54,6 +55,7 @@ func FlagSet(o *Options) *flag.FlagSet {
 	fs.DurationVar(&o.Heartbeat, "heartbeat", DefaultHeartbeat, "interval of ': ping' comments on an idle stream")
 	fs.DurationVar(&o.NotFoundWait, "not-found-wait", DefaultNotFoundWait, "how long to wait for an unknown job's first event before 404")
 	fs.DurationVar(&o.WriteTimeout, "write-timeout", DefaultWriteTimeout, "drop an SSE client that does not take a write within this")
+	fs.DurationVar(&o.ReadTimeout, "read-timeout", DefaultReadTimeout, "cut off a client whose request (headers and body) takes longer to arrive")
 	fs.Int64Var(&o.MaxBodyBytes, "max-body", DefaultMaxBodyBytes, "largest request body, in bytes")
 	flagenv.Document(fs, flagEnv)
 	return fs
@@ -68,8 +70,8 @@ func ParseFlags(args []string, getenv func(string) string, output io.Writer) (Op
 	if err := flagenv.Parse(fs, args, flagEnv, getenv); err != nil {
 		return o, err
 	}
-	if o.Heartbeat <= 0 || o.NotFoundWait <= 0 || o.WriteTimeout <= 0 || o.MaxBodyBytes <= 0 {
-		return o, fmt.Errorf("-heartbeat, -not-found-wait, -write-timeout and -max-body must be positive")
+	if o.Heartbeat <= 0 || o.NotFoundWait <= 0 || o.WriteTimeout <= 0 || o.MaxBodyBytes <= 0 || o.ReadTimeout <= 0 {
+		return o, fmt.Errorf("-heartbeat, -not-found-wait, -write-timeout, -read-timeout and -max-body must be positive")
 	}
 	return o, nil
 }

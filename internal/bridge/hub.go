@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"sync"
 
@@ -29,6 +28,8 @@ type hub struct {
 	// concurrent first watchers wait for one consumer, while dispatch and
 	// unwatch, which take only mu, go on.
 	starting sync.Mutex
+
+	refused refusals
 
 	mu       sync.Mutex
 	cc       jetstream.ConsumeContext
@@ -142,9 +143,9 @@ func (h *hub) dispatch(m jetstream.Msg) {
 	if !watched {
 		return // a watcher that comes later reads this event from the stream
 	}
-	d := delivery{data: m.Data()}
-	if err := json.Unmarshal(d.data, &d.head); err != nil || d.head.Seq == 0 {
-		h.log.Warn().Str("subject", m.Subject()).Msg("skipping a message that is not an event")
+	d, err := decodeDelivery(id, m.Data())
+	if err != nil {
+		h.refused.tell(h.log, id, err)
 		return
 	}
 	h.mu.Lock()

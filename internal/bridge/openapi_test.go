@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -55,8 +56,15 @@ func newContract(t *testing.T, h *harness) *contract {
 // and its response against the document; it returns the response body.
 func (c *contract) check(validRequest bool, method, path, body string, header ...string) (int, []byte) {
 	c.t.Helper()
+	return c.checkBody(validRequest, method, path, func() io.Reader { return strings.NewReader(body) }, header...)
+}
+
+// checkBody is check with the request's body made by body (called once
+// for the exchange, once for the validation).
+func (c *contract) checkBody(validRequest bool, method, path string, body func() io.Reader, header ...string) (int, []byte) {
+	c.t.Helper()
 	newReq := func() *http.Request {
-		req, err := http.NewRequest(method, c.h.URL+path, strings.NewReader(body))
+		req, err := http.NewRequest(method, c.h.URL+path, body())
 		if err != nil {
 			c.t.Fatal(err)
 		}
@@ -187,6 +195,16 @@ func TestResponsesConformToOpenAPI(t *testing.T) {
 		c.seen[k] = true
 	}
 
+	// A body that trickles in, slower than the read timeout: 408.
+	slow := startBridge(t, bridge.Config{ReadTimeout: 200 * time.Millisecond})
+	cs := newContract(t, slow)
+	cs.seen = c.seen
+	stalled := make(chan struct{})
+	defer close(stalled)
+	cs.checkBody(false, http.MethodPost, "/v1/jobs", func() io.Reader {
+		return io.MultiReader(strings.NewReader(`{"prompt":`), stallReader(stalled))
+	}, "Content-Type", "application/json")
+
 	// Every documented response of every operation was seen for real.
 	for path, item := range c.doc.Paths.Map() {
 		for method, op := range item.Operations() {
@@ -197,4 +215,12 @@ func TestResponsesConformToOpenAPI(t *testing.T) {
 			}
 		}
 	}
+}
+
+// stallReader blocks every read until done is closed, then ends.
+type stallReader chan struct{}
+
+func (r stallReader) Read([]byte) (int, error) {
+	<-r
+	return 0, io.EOF
 }

@@ -29,9 +29,11 @@ const (
 	StatusFailed Status = "failed"
 )
 
-// maxQueueScan bounds how many queued jobs a lookup reads before it gives
-// up on finding a job in the work queue.
-const maxQueueScan = 10000
+// maxQueueScan bounds how many queued jobs a lookup reads (one NATS round
+// trip each) before it gives up on finding a job in the work queue, so
+// that a lookup of an unknown id, which anyone may send, costs little. A
+// job further back than this reads as unknown until the queue moves.
+const maxQueueScan = 64
 
 // JobStatus is the body of GET /v1/jobs/{job_id}.
 type JobStatus struct {

@@ -45,6 +45,10 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, &jobs.Error{Code: jobs.InvalidRequest,
 			Message: fmt.Sprintf("request body exceeds %d bytes", tooLarge.Limit)})
 		return
+	case timedOut(err):
+		writeError(w, http.StatusRequestTimeout, &jobs.Error{Code: jobs.InvalidRequest,
+			Message: fmt.Sprintf("the request body did not arrive within %s", s.cfg.ReadTimeout)})
+		return
 	case err != nil:
 		writeError(w, http.StatusBadRequest, &jobs.Error{Code: jobs.InvalidRequest, Message: "reading the body: " + err.Error()})
 		return
