@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 
-
 	"github.com/narrated/llmworker/internal/jobs"
 	"github.com/narrated/llmworker/internal/openai"
 )
