@@ -124,6 +124,35 @@ func TestOpenAIGoClient(t *testing.T) {
 		}
 	})
 
+	t.Run("narration in the stream", func(t *testing.T) {
+		s := client.Chat.Completions.NewStreaming(ctx, chatParams("Once upon a time", 24), option.WithHeader("X-Narration", "true"))
+		var text strings.Builder
+		actions := map[string]bool{}
+		for s.Next() {
+			ch := s.Current()
+			if n, ok := ch.JSON.ExtraFields["narration"]; ok {
+				var ev struct{ Action, Cute string }
+				if err := json.Unmarshal([]byte(n.Raw()), &ev); err != nil || ev.Cute == "" || len(ch.Choices) != 0 {
+					t.Fatalf("narration chunk %s: %v", ch.RawJSON(), err)
+				}
+				actions[ev.Action] = true
+				continue
+			}
+			text.WriteString(ch.Choices[0].Delta.Content)
+		}
+		if err := s.Err(); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range []string{"request_validated", "inference_start", "tokenize", "inference_complete"} {
+			if !actions[a] {
+				t.Errorf("no %s narration in the stream; got %v", a, actions)
+			}
+		}
+		if text.String() != whole {
+			t.Errorf("text with narration %q; without %q", text.String(), whole)
+		}
+	})
+
 	t.Run("completion", func(t *testing.T) {
 		c, err := client.Completions.New(ctx, openai.CompletionNewParams{
 			Model: testModel, Prompt: openai.CompletionNewParamsPromptUnion{OfString: openai.String("Once upon a time")},

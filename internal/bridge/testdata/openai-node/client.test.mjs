@@ -61,6 +61,24 @@ test('chat stream with include_usage', async () => {
   assert.equal(text, whole);
 });
 
+test('narration in the stream (X-Narration: true)', async () => {
+  const stream = await client.chat.completions.create(chat('Once upon a time', 24, { stream: true }), {
+    headers: { 'X-Narration': 'true' },
+  });
+  const actions = new Set();
+  let text = '';
+  for await (const chunk of stream) {
+    if (chunk.narration) {
+      assert.deepEqual(chunk.choices, []);
+      actions.add(chunk.narration.action);
+    } else {
+      text += chunk.choices[0].delta.content ?? '';
+    }
+  }
+  for (const a of ['request_validated', 'inference_start', 'tokenize', 'inference_complete']) assert.ok(actions.has(a), a);
+  assert.equal(text, whole);
+});
+
 test('completion, whole and streamed', async () => {
   const params = { model, prompt: 'Once upon a time', max_tokens: 16, temperature: 0 };
   const c = await client.completions.create(params);
