@@ -17,6 +17,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/narrated/llmworker/internal/bridge"
+	"github.com/narrated/llmworker/internal/natsconn"
 	"github.com/narrated/llmworker/internal/testutil"
 	"github.com/narrated/llmworker/internal/worker"
 )
@@ -25,13 +26,33 @@ import (
 // compose-spec loader and parsing each command with the flag set of the
 // binary it names.
 
+// composeSecrets are the secrets compose.yaml requires, as an operator
+// sets them.
+var composeSecrets = map[string]string{
+	"NATS_ORCHESTRATOR_PASSWORD": "orchestrator-secret",
+	"NATS_WORKER_PASSWORD":       "worker-secret",
+	"NATS_BRIDGE_PASSWORD":       "bridge-secret",
+	"NATS_OBSERVER_PASSWORD":     "observer-secret",
+	"BRIDGE_AUTH_TOKEN":          "bridge-token",
+}
+
+// composeEnv is a new environment holding them (the loader writes into
+// the one it is given).
+func composeEnv() types.Mapping {
+	env := types.Mapping{}
+	for k, v := range composeSecrets {
+		env[k] = v
+	}
+	return env
+}
+
 func loadCompose(t *testing.T) *types.Project {
 	t.Helper()
 	root := testutil.RepoRoot()
 	p, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
 		WorkingDir:  root,
 		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(root, "compose.yaml")}},
-		Environment: types.Mapping{},
+		Environment: composeEnv(),
 	})
 	if err != nil {
 		t.Fatalf("compose.yaml: %v", err)
@@ -84,14 +105,29 @@ func TestComposeFile(t *testing.T) {
 	}
 
 	nats := service(t, p, "nats")
-	if !strings.HasPrefix(nats.Image, "nats:") || !slices.Contains(nats.Command, "-js") {
-		t.Fatalf("nats: image %q command %q; want the official image with -js", nats.Image, nats.Command)
+	if !strings.HasPrefix(nats.Image, "nats:") || !slices.Equal(nats.Command, []string{"-c", "/etc/nats/nats-server.conf"}) {
+		t.Fatalf("nats: image %q command %q; want the official image with the shipped configuration", nats.Image, nats.Command)
+	}
+	if i := slices.IndexFunc(nats.Volumes, func(v types.ServiceVolumeConfig) bool { return v.Target == "/etc/nats/nats-server.conf" }); i < 0 ||
+		!sameFile(nats.Volumes[i].Source, filepath.Join(root, "deploy", "nats", "nats-server.conf")) {
+		t.Errorf("nats does not mount deploy/nats/nats-server.conf: %v", nats.Volumes)
+	}
+	for _, role := range []string{"ORCHESTRATOR", "WORKER", "BRIDGE", "OBSERVER"} {
+		name := "NATS_" + role + "_PASSWORD"
+		if v := nats.Environment[name]; v == nil || *v != composeSecrets[name] {
+			t.Errorf("nats: %s is not passed from the environment", name)
+		}
+	}
+	for _, pc := range nats.Ports {
+		if pc.Target != 4222 {
+			t.Errorf("nats publishes port %d; only the client port 4222 may be published (not the monitor)", pc.Target)
+		}
 	}
 	if !slices.ContainsFunc(nats.Ports, func(pc types.ServicePortConfig) bool { return pc.Target == 4222 }) {
 		t.Fatal("nats does not expose its client port 4222")
 	}
 
-	for _, name := range []string{"worker", "bridge"} {
+	for name, user := range map[string]string{"worker": "worker", "bridge": "bridge"} {
 		svc := service(t, p, name)
 		fs := parseCommand(t, svc)
 		binary := svc.Command[0]
@@ -101,9 +137,20 @@ func TestComposeFile(t *testing.T) {
 		if svc.Build == nil || !strings.Contains(string(dockerfile), "/src/bin/"+binary) {
 			t.Errorf("%s: not built from the Dockerfile, or the Dockerfile does not install %s", name, binary)
 		}
-		u, err := url.Parse(fs.Lookup("nats").Value.String())
-		if err != nil || u.Hostname() != "nats" || u.Port() != "4222" {
-			t.Errorf("%s: -nats %q; want the nats service's client port", name, fs.Lookup("nats").Value)
+		// Its NATS URL (and password) comes from the environment, never
+		// the command line, and names its own role's user.
+		if fs.Lookup("nats").Value.String() != fs.Lookup("nats").DefValue {
+			t.Errorf("%s: -nats on the command line, where any user of the host can read its password", name)
+		}
+		env := svc.Environment["NATS_URL"]
+		if env == nil {
+			t.Fatalf("%s: no NATS_URL", name)
+		}
+		u, err := url.Parse(*env)
+		pass, _ := u.User.Password()
+		if err != nil || u.Hostname() != "nats" || u.Port() != "4222" || u.User.Username() != user ||
+			pass != composeSecrets["NATS_"+strings.ToUpper(user)+"_PASSWORD"] {
+			t.Errorf("%s: NATS_URL %q; want user %s with its password at the nats service's client port", name, natsconn.Redact(*env), user)
 		}
 		if !slices.Contains(svc.GetDependencies(), "nats") {
 			t.Errorf("%s does not depend on nats", name)
@@ -125,6 +172,9 @@ func TestComposeFile(t *testing.T) {
 	}
 
 	b := service(t, p, "bridge")
+	if token := b.Environment["BRIDGE_AUTH_TOKEN"]; token == nil || *token != composeSecrets["BRIDGE_AUTH_TOKEN"] {
+		t.Errorf("bridge: BRIDGE_AUTH_TOKEN is not set from the environment: the bridge would listen on all interfaces with no token")
+	}
 	host, port, err := net.SplitHostPort(parseCommand(t, b).Lookup("listen").Value.String())
 	if err != nil || host != "0.0.0.0" {
 		t.Fatalf("bridge: -listen %s:%s (%v); want all interfaces, so the published port reaches it", host, port, err)
@@ -175,6 +225,30 @@ func TestComposeCommandsFailOnUnknownFlags(t *testing.T) {
 		fs.SetOutput(io.Discard)
 		if err := fs.Parse([]string{"-no-such-flag", "x"}); err == nil {
 			t.Errorf("%s's flags took an unknown flag", binary)
+		}
+	}
+}
+
+// compose refuses to start while a secret is unset or empty: a NATS user
+// with an empty password would let anyone in as that role.
+func TestComposeRequiresEverySecret(t *testing.T) {
+	root := testutil.RepoRoot()
+	for name := range composeSecrets {
+		for _, value := range []string{"", "unset"} {
+			env := composeEnv()
+			if value == "unset" {
+				delete(env, name)
+			} else {
+				env[name] = value
+			}
+			_, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
+				WorkingDir:  root,
+				ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(root, "compose.yaml")}},
+				Environment: env,
+			})
+			if err == nil || !strings.Contains(err.Error(), name) {
+				t.Errorf("%s %q: compose.yaml loads (%v); want it refused", name, value, err)
+			}
 		}
 	}
 }

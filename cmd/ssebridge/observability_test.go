@@ -40,7 +40,7 @@ func TestComposeObservabilityProfile(t *testing.T) {
 	p, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
 		WorkingDir:  root,
 		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(root, "compose.yaml")}},
-		Environment: types.Mapping{},
+		Environment: composeEnv(),
 	}, loader.WithProfiles([]string{"observability"}))
 	if err != nil {
 		t.Fatalf("compose.yaml: %v", err)
