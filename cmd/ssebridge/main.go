@@ -82,7 +82,7 @@ func run(ctx context.Context, opts bridge.Options, log zerolog.Logger) error {
 			return err
 		}
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err = bridge.CreateMissingStreams(sctx, js)
+		err = bridge.CreateMissingStreams(sctx, js, opts.Replicas)
 		cancel()
 		if err != nil {
 			return err

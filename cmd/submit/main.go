@@ -77,7 +77,9 @@ func run(args []string, getenv func(string) string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("follow the job's events (is a worker up to create the streams?): %w", err)
 	}
-	if _, err := js.Publish(ctx, jobs.ExecuteSubjectFor(*pool), data); err != nil {
+	if _, err := js.Publish(ctx, jobs.ExecuteSubjectFor(*pool), data); jobs.IsQueueFull(err) {
+		return fmt.Errorf("%s: the queue of %s is full (the workers' -max-queued); try again later", jobs.QueueFull, jobs.ExecuteSubjectFor(*pool))
+	} else if err != nil {
 		return fmt.Errorf("submit: %w", err)
 	}
 	fmt.Fprintf(out, "📨 Submitted job %s to %s\n", req.JobID, jobs.ExecuteSubjectFor(*pool))

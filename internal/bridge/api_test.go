@@ -302,7 +302,7 @@ func TestHealthAndReadiness(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), jobs.CancelStream) {
 		t.Fatalf("readyz without %s: %s %s; want 503 naming it", jobs.CancelStream, resp.Status, body)
 	}
-	if err := bridge.CreateMissingStreams(context.Background(), h.js); err != nil {
+	if err := bridge.CreateMissingStreams(context.Background(), h.js, 1); err != nil {
 		t.Fatal(err)
 	}
 	if resp, body := h.do(http.MethodGet, "/readyz", ""); resp.StatusCode != http.StatusOK {

@@ -36,6 +36,7 @@ const (
 	DefaultHeartbeat    = 15 * time.Second
 	DefaultNotFoundWait = 30 * time.Second
 	DefaultWriteTimeout = 10 * time.Second
+	DefaultQueuedEvery  = 2 * time.Second
 	// DefaultMaxBodyBytes admits the largest valid request plus the
 	// bridge's own fields.
 	DefaultMaxBodyBytes = jobs.MaxRequestBytes + 1<<10
@@ -52,6 +53,9 @@ type Config struct {
 	// not take an event within it is dropped (it may resume with
 	// Last-Event-ID); it never holds back a worker or another client.
 	WriteTimeout time.Duration
+	// QueuedEvery is how often a stream whose job waits in the queue gets
+	// a queued event with its position.
+	QueuedEvery time.Duration
 	// MaxBodyBytes bounds a request body.
 	MaxBodyBytes int64
 	// ReadTimeout bounds reading a request's body: a client that sends it
@@ -73,6 +77,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.QueuedEvery <= 0 {
+		c.QueuedEvery = DefaultQueuedEvery
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
@@ -288,9 +295,10 @@ func jobID(w http.ResponseWriter, r *http.Request) (string, bool) {
 }
 
 // CreateMissingStreams creates the contract's streams that do not exist
-// yet, leaving existing ones as the workers configured them.
-func CreateMissingStreams(ctx context.Context, js jetstream.JetStream) error {
-	for _, cfg := range jobs.StreamConfigs(0) {
+// yet, with replicas servers holding each, leaving existing ones as the
+// workers configured them.
+func CreateMissingStreams(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	for _, cfg := range jobs.StreamConfigs(jobs.StreamOptions{Replicas: replicas}) {
 		_, err := js.Stream(ctx, cfg.Name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			_, err = js.CreateStream(ctx, cfg)

@@ -3,6 +3,7 @@ package bridge
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -106,7 +107,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, id string, 
 		done, err = s.replay(ctx, id, last.Sequence, out.send)
 	}
 	if err == nil && !done {
-		err = s.sendLive(ctx, out, live)
+		err = s.sendLive(ctx, out, live, id, last == nil)
 	}
 	if err != nil {
 		s.cutShort(ctx, id, o, err)
@@ -153,10 +154,20 @@ func openSSE(w http.ResponseWriter, id string, timeout time.Duration, after uint
 }
 
 // sendLive sends the watcher's events, with a heartbeat while there are
-// none, until the terminal event or an error.
-func (s *Server) sendLive(ctx context.Context, out *sseStream, live *watcher) error {
+// none, until the terminal event or an error. While a job that had no
+// events waits for its first, queued events tell its place in the queue.
+func (s *Server) sendLive(ctx context.Context, out *sseStream, live *watcher, id string, waiting bool) error {
 	heartbeat := time.NewTicker(s.cfg.Heartbeat)
 	defer heartbeat.Stop()
+	var queued <-chan time.Time
+	before := out.sent
+	if waiting {
+		// The first notice waits a moment: a free worker starts a job
+		// sooner, and reading the queue must not delay its first token.
+		tick := time.NewTicker(s.cfg.QueuedEvery)
+		defer tick.Stop()
+		queued = tick.C
+	}
 	for {
 		batch, behind := live.take()
 		for _, d := range batch {
@@ -174,9 +185,36 @@ func (s *Server) sendLive(ctx context.Context, out *sseStream, live *watcher) er
 			if err := out.write([]byte(": ping\n\n")); err != nil {
 				return err
 			}
+		case <-queued:
+			if out.sent > before {
+				queued = nil // started
+				continue
+			}
+			if err := s.tellQueued(ctx, id, out); err != nil {
+				return err
+			}
 		case <-live.wake:
 		}
 	}
+}
+
+// Queued is the SSE event that tells a client where its job waits: not a
+// job event (it has no seq and is not stored), so it carries no SSE id.
+type Queued struct {
+	Type     string    `json:"type"`
+	JobID    string    `json:"job_id"`
+	Position int       `json:"position"`
+	TS       time.Time `json:"ts"`
+}
+
+// tellQueued sends the job's place in the queue, if it is still queued.
+func (s *Server) tellQueued(ctx context.Context, id string, out *sseStream) error {
+	pos, err := s.queuePosition(ctx, id)
+	if err != nil || pos == 0 {
+		return nil // running by now, or the queue unreadable for a moment
+	}
+	data, _ := json.Marshal(Queued{Type: "queued", JobID: id, Position: pos, TS: time.Now().UTC()})
+	return out.write([]byte("event: queued\ndata: " + string(data) + "\n\n"))
 }
 
 // watchLive registers for the job's live events, or answers 503.

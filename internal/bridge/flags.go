@@ -19,6 +19,9 @@ type Options struct {
 	// EnsureStreams creates the contract's streams that are missing at
 	// start-up, so the bridge works before any worker has started.
 	EnsureStreams bool
+	// Replicas is how many servers of a NATS cluster hold each stream the
+	// bridge creates.
+	Replicas int
 	Config
 }
 
@@ -26,6 +29,7 @@ type Options struct {
 var flagEnv = natsconn.WithEnv(map[string]string{
 	"listen":         "BRIDGE_LISTEN",
 	"ensure-streams": "BRIDGE_ENSURE_STREAMS",
+	"replicas":       "REPLICAS",
 	"auth-token":     "BRIDGE_AUTH_TOKEN",
 	"cors-origins":   "BRIDGE_CORS_ORIGINS",
 	"heartbeat":      "BRIDGE_HEARTBEAT",
@@ -42,6 +46,7 @@ func FlagSet(o *Options) *flag.FlagSet {
 	o.NATS.Define(fs, natsconn.DefaultURL, "NATS server URL, or several separated by commas")
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "HTTP listen address")
 	fs.BoolVar(&o.EnsureStreams, "ensure-streams", true, "create the JetStream streams that are missing at start-up")
+	fs.IntVar(&o.Replicas, "replicas", 1, "servers of a NATS cluster holding each stream the bridge creates (1, 3 or 5)")
 	fs.StringVar(&o.AuthToken, "auth-token", "", "bearer token required on every /v1 route (empty: none)")
 	fs.Func("cors-origins", "comma-separated origins allowed by CORS, or * (empty: none)", func(v string) error {
 		o.CORSOrigins = nil
@@ -69,6 +74,9 @@ func ParseFlags(args []string, getenv func(string) string, output io.Writer) (Op
 	fs.SetOutput(output)
 	if err := flagenv.Parse(fs, args, flagEnv, getenv); err != nil {
 		return o, err
+	}
+	if o.Replicas < 1 || o.Replicas > 5 {
+		return o, fmt.Errorf("-replicas %d: must be from 1 to 5", o.Replicas)
 	}
 	if o.Heartbeat <= 0 || o.NotFoundWait <= 0 || o.WriteTimeout <= 0 || o.MaxBodyBytes <= 0 || o.ReadTimeout <= 0 {
 		return o, fmt.Errorf("-heartbeat, -not-found-wait, -write-timeout, -read-timeout and -max-body must be positive")

@@ -51,7 +51,7 @@ func startBridge(t testing.TB, cfg bridge.Config) *harness {
 	h := newHarness(t, url, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := bridge.CreateMissingStreams(ctx, h.js); err != nil {
+	if err := bridge.CreateMissingStreams(ctx, h.js, 1); err != nil {
 		t.Fatal(err)
 	}
 	return h

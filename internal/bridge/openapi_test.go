@@ -170,6 +170,12 @@ func TestResponsesConformToOpenAPI(t *testing.T) {
 	h.script("streamed").started().token("x").end(jobs.StopMaxTokens)
 	c.check(true, http.MethodPost, "/v1/jobs", `{"job_id":"streamed","prompt":"Once"}`, "Content-Type", "application/json", "Accept", "text/event-stream")
 
+	// Pool p1 holds job a: with room for one job a pool, the next is refused.
+	if err := jobs.EnsureStreams(context.Background(), h.js, jobs.StreamOptions{MaxQueued: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c.check(true, http.MethodPost, "/v1/jobs", `{"prompt":"Once","pool":"p1"}`, "Content-Type", "application/json")
+
 	if err := h.js.DeleteStream(context.Background(), jobs.QueueStream); err != nil {
 		t.Fatal(err)
 	}

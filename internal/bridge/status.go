@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -153,27 +154,52 @@ func (s *Server) lastEvent(ctx context.Context, id string) (*jetstream.RawStream
 }
 
 // queued reports whether the job waits in the work queue (or is being
-// started by a worker that has not acknowledged it yet). The bridge keeps
-// no state: it reads the queue, which holds few jobs when workers keep up,
-// and finds the job by the message id it was published with.
+// started by a worker that has not acknowledged it yet).
 func (s *Server) queued(ctx context.Context, id string) (bool, error) {
+	msg, _, err := s.findQueued(ctx, id)
+	return msg != nil, err
+}
+
+// queuePosition is the job's place in its pool's queue, 1 for the next job
+// a worker takes, or 0 when the job is not queued. Jobs still in the queue
+// ahead of it but already taken by a worker (running) do not count.
+func (s *Server) queuePosition(ctx context.Context, id string) (int, error) {
+	msg, ahead, err := s.findQueued(ctx, id)
+	if msg == nil || err != nil {
+		return 0, err
+	}
+	pool := strings.TrimPrefix(strings.TrimPrefix(msg.Subject, jobs.ExecuteSubject), ".")
+	running := 0
+	if c, err := s.js.Consumer(ctx, jobs.QueueStream, jobs.ConsumerName(pool)); err == nil {
+		running = c.CachedInfo().NumAckPending
+	}
+	return max(ahead-running, 0) + 1, nil
+}
+
+// findQueued finds the job in the work queue, and counts the messages of
+// its pool ahead of it. The bridge keeps no state: it reads the queue,
+// which holds few jobs when workers keep up, and finds the job by the
+// message id it was published with.
+func (s *Server) findQueued(ctx context.Context, id string) (*jetstream.RawStreamMsg, int, error) {
 	st, err := s.stream(ctx, jobs.QueueStream)
 	if err != nil {
-		return false, err
+		return nil, 0, err
 	}
+	ahead := map[string]int{}
 	seq := uint64(1)
 	for range maxQueueScan {
 		msg, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(">"))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return false, nil
+			return nil, 0, nil
 		}
 		if err != nil {
-			return false, fmt.Errorf("reading the work queue: %w", err)
+			return nil, 0, fmt.Errorf("reading the work queue: %w", err)
 		}
 		if msg.Header.Get(jetstream.MsgIDHeader) == id {
-			return true, nil
+			return msg, ahead[msg.Subject], nil
 		}
+		ahead[msg.Subject]++
 		seq = msg.Sequence + 1
 	}
-	return false, nil
+	return nil, 0, nil
 }

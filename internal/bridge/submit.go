@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +27,10 @@ type submission struct {
 	// the bridge started when its client goes away.
 	CancelOnDisconnect *bool `json:"cancel_on_disconnect,omitempty"`
 }
+
+// queueFullRetry is the Retry-After of a job refused because its pool's
+// queue is full: about the time a few jobs take to run.
+const queueFullRetry = 5 * time.Second
 
 // accepted is the answer to a job submitted without a stream.
 type accepted struct {
@@ -80,6 +85,12 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		o.last = last
 	}
 	ack, err := s.publishJob(r.Context(), jobs.ExecuteSubjectFor(sub.Pool), sub.JobID, data)
+	if jobs.IsQueueFull(err) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(queueFullRetry.Seconds())))
+		writeError(w, http.StatusTooManyRequests, &jobs.Error{Code: jobs.QueueFull,
+			Message: "the pool's queue is full (the workers' -max-queued); try again later"})
+		return
+	}
 	if err != nil {
 		s.log.Error().Err(err).Str("job_id", sub.JobID).Msg("publish job")
 		writeError(w, http.StatusServiceUnavailable, &jobs.Error{Code: jobs.Unavailable, Message: "the job could not be queued: " + err.Error()})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -37,12 +38,28 @@ const (
 	MaxDeliver = 5
 )
 
+// StreamOptions are the settings of the streams that an operator chooses;
+// zero fields take the defaults.
+type StreamOptions struct {
+	// EventsMaxAge is how long a job's events can be replayed
+	// (DefaultEventsMaxAge when 0).
+	EventsMaxAge time.Duration
+	// MaxQueued bounds the jobs held for one pool, queued or running; a
+	// job beyond it is refused at publish (see IsQueueFull). 0 is no bound.
+	MaxQueued int
+	// Replicas is how many servers of a cluster hold each stream and
+	// consumer (1 when 0).
+	Replicas int
+}
+
 // StreamConfigs are the streams a worker creates or updates at start-up.
-func StreamConfigs(eventsMaxAge time.Duration) []jetstream.StreamConfig {
+func StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
+	eventsMaxAge := o.EventsMaxAge
 	if eventsMaxAge <= 0 {
 		eventsMaxAge = DefaultEventsMaxAge
 	}
-	return []jetstream.StreamConfig{{
+	replicas := max(o.Replicas, 1)
+	queue := jetstream.StreamConfig{
 		Name:        QueueStream,
 		Description: "execute jobs waiting for a worker",
 		Subjects:    []string{ExecuteSubject, ExecuteSubject + ".>"},
@@ -50,7 +67,16 @@ func StreamConfigs(eventsMaxAge time.Duration) []jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		MaxAge:      QueueMaxAge,
 		Duplicates:  2 * time.Minute,
-	}, {
+		Replicas:    replicas,
+	}
+	if o.MaxQueued > 0 {
+		// A pool is a subject: the limit holds per pool, and a job beyond
+		// it is refused rather than an older one dropped.
+		queue.MaxMsgsPerSubject = int64(o.MaxQueued)
+		queue.Discard = jetstream.DiscardNew
+		queue.DiscardNewPerSubject = true
+	}
+	return []jetstream.StreamConfig{queue, {
 		Name:        EventsStream,
 		Description: "every event of every job, for replay",
 		Subjects:    []string{EventsPrefix + ">"},
@@ -59,6 +85,7 @@ func StreamConfigs(eventsMaxAge time.Duration) []jetstream.StreamConfig {
 		MaxAge:      eventsMaxAge,
 		MaxBytes:    EventsMaxBytes,
 		Discard:     jetstream.DiscardOld,
+		Replicas:    replicas,
 	}, {
 		Name:              CancelStream,
 		Description:       "the last cancel of each job",
@@ -67,13 +94,14 @@ func StreamConfigs(eventsMaxAge time.Duration) []jetstream.StreamConfig {
 		Storage:           jetstream.FileStorage,
 		MaxAge:            max(eventsMaxAge, QueueMaxAge), // a cancel outlives the job it waits for
 		MaxMsgsPerSubject: 1,
+		Replicas:          replicas,
 	}}
 }
 
 // EnsureStreams creates the streams, or updates them to this
 // configuration; calling it again, from any number of workers, is harmless.
-func EnsureStreams(ctx context.Context, js jetstream.JetStream, eventsMaxAge time.Duration) error {
-	for _, cfg := range StreamConfigs(eventsMaxAge) {
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
+	for _, cfg := range StreamConfigs(o) {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("stream %s: %w", cfg.Name, err)
 		}
@@ -91,8 +119,8 @@ func ConsumerName(pool string) string {
 }
 
 // ConsumerConfig is the durable pull consumer of a pool's workers; an
-// ackWait of 0 is AckWait.
-func ConsumerConfig(pool string, ackWait time.Duration) jetstream.ConsumerConfig {
+// ackWait of 0 is AckWait, replicas of 0 is 1.
+func ConsumerConfig(pool string, ackWait time.Duration, replicas int) jetstream.ConsumerConfig {
 	if ackWait <= 0 {
 		ackWait = AckWait
 	}
@@ -106,6 +134,7 @@ func ConsumerConfig(pool string, ackWait time.Duration) jetstream.ConsumerConfig
 		// on shutdown uses up none, and end the job when they run out.
 		MaxDeliver:    -1,
 		MaxAckPending: -1,
+		Replicas:      max(replicas, 1),
 	}
 }
 
@@ -127,4 +156,13 @@ func LastEvent(ctx context.Context, events jetstream.Stream, jobID string) (*jet
 		return nil, fmt.Errorf("the last event of job %s: %w", jobID, err)
 	}
 	return msg, nil
+}
+
+// IsQueueFull reports whether a publish to an execute subject was refused
+// because the pool already holds StreamOptions.MaxQueued jobs.
+func IsQueueFull(err error) bool {
+	var apiErr *jetstream.APIError
+	// 10077 is JetStream's "store failed", here with the per-subject limit.
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10077 &&
+		strings.Contains(apiErr.Description, "maximum messages per subject")
 }

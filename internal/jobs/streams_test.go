@@ -10,7 +10,7 @@ import (
 func TestCancelOutlivesQueuedJob(t *testing.T) {
 	for _, eventsMaxAge := range []time.Duration{0, time.Minute, 48 * time.Hour} {
 		ages := map[string]time.Duration{}
-		for _, cfg := range StreamConfigs(eventsMaxAge) {
+		for _, cfg := range StreamConfigs(StreamOptions{EventsMaxAge: eventsMaxAge}) {
 			ages[cfg.Name] = cfg.MaxAge
 		}
 		if ages[CancelStream] < ages[QueueStream] {

@@ -22,7 +22,7 @@ func JetStream(t testing.TB, nc *nats.Conn) jetstream.JetStream {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := jobs.EnsureStreams(ctx, js, 0); err != nil {
+	if err := jobs.EnsureStreams(ctx, js, jobs.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return js

@@ -60,6 +60,7 @@ type WorkerOptions struct {
 	DrainTimeout time.Duration
 	AckWait      time.Duration
 	MaxDeliver   int
+	MaxQueued    int
 	Metrics      *worker.Metrics
 	// Engine replaces the real engine, for tests that inject a fault.
 	Engine worker.Engine
@@ -104,7 +105,7 @@ func StartWorkerWith(t testing.TB, natsURL string, o WorkerOptions) *Worker {
 	log := zerolog.New(out).With().Timestamp().Str("worker_id", o.ID).Logger()
 	life := &narration.LifecycleSink{}
 	life.Attach(nc)
-	w, err := worker.New(worker.Config{WorkerID: o.ID, Pool: o.Pool, Slots: o.Parallel, DrainTimeout: o.DrainTimeout, AckWait: o.AckWait, MaxDeliver: o.MaxDeliver, Metrics: o.Metrics},
+	w, err := worker.New(worker.Config{WorkerID: o.ID, Pool: o.Pool, Slots: o.Parallel, DrainTimeout: o.DrainTimeout, AckWait: o.AckWait, MaxDeliver: o.MaxDeliver, MaxQueued: o.MaxQueued, Metrics: o.Metrics},
 		nc, eng, narration.New(log, o.ID), life, log)
 	if err != nil {
 		t.Fatal(err)

@@ -50,7 +50,7 @@ func BenchmarkFencing(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := jobs.EnsureStreams(ctx, js, 0); err != nil {
+	if err := jobs.EnsureStreams(ctx, js, jobs.StreamOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	events, err := js.Stream(ctx, jobs.EventsStream)

@@ -51,6 +51,8 @@ var flagEnv = natsconn.WithEnv(map[string]string{
 	"metrics-listen":  "METRICS_LISTEN",
 	"ack-wait":        "ACK_WAIT",
 	"max-deliver":     "MAX_DELIVER",
+	"max-queued":      "MAX_QUEUED",
+	"replicas":        "REPLICAS",
 })
 
 // FlagSet defines the worker's flags on o: the binary's only definition of
@@ -72,6 +74,8 @@ func FlagSet(o *Options) *flag.FlagSet {
 	fs.DurationVar(&o.EventsMaxAge, "events-max-age", jobs.DefaultEventsMaxAge, "how long the events stream keeps a job's events for replay")
 	fs.DurationVar(&o.AckWait, "ack-wait", jobs.AckWait, "how long a job's worker may stay silent before the queue gives the job to another (every worker of a pool must use the same)")
 	fs.IntVar(&o.MaxDeliver, "max-deliver", jobs.MaxDeliver, "attempts a job gets before it ends with RETRIES_EXHAUSTED (hand-backs on shutdown do not count)")
+	fs.IntVar(&o.MaxQueued, "max-queued", 0, "jobs a pool may hold, queued or running, before new ones are refused with QUEUE_FULL (0: no bound; the same for every pool)")
+	fs.IntVar(&o.Replicas, "replicas", 1, "servers of a NATS cluster holding each stream and the pool's consumer (1, 3 or 5)")
 	fs.StringVar(&o.Log, "log", "auto", "stdout format: auto, json or console")
 	fs.StringVar(&o.MetricsListen, "metrics-listen", "", "serve Prometheus metrics at http://<address>/metrics (empty: off)")
 	flagenv.Document(fs, flagEnv)
@@ -98,6 +102,10 @@ func ParseFlags(args []string, getenv func(string) string, output io.Writer) (Op
 		return o, fmt.Errorf("-threads %d: must be at least 1", o.Engine.Threads)
 	case o.AckWait < time.Second:
 		return o, fmt.Errorf("-ack-wait %s: must be at least 1s", o.AckWait)
+	case o.MaxQueued < 0:
+		return o, fmt.Errorf("-max-queued %d: must be 0 (no bound) or more", o.MaxQueued)
+	case o.Replicas < 1 || o.Replicas > 5:
+		return o, fmt.Errorf("-replicas %d: must be from 1 to 5", o.Replicas)
 	case o.MaxDeliver < 1:
 		return o, fmt.Errorf("-max-deliver %d: must be at least 1", o.MaxDeliver)
 	case o.ProgressEvery < 1:

@@ -17,7 +17,7 @@ func TestParseFlags(t *testing.T) {
 		o.AckWait != 5*time.Second || o.MaxDeliver != 3 {
 		t.Errorf("options %+v", o)
 	}
-	for _, bad := range [][]string{{"-pool", "a.b"}, {"-parallel", "0"}, {"-ctx-size", "8"}, {"-log", "xml"}, {"-threads", "-1"}, {"-ack-wait", "10ms"}, {"-max-deliver", "0"}} {
+	for _, bad := range [][]string{{"-pool", "a.b"}, {"-parallel", "0"}, {"-ctx-size", "8"}, {"-log", "xml"}, {"-threads", "-1"}, {"-ack-wait", "10ms"}, {"-max-deliver", "0"}, {"-max-queued", "-1"}, {"-replicas", "0"}} {
 		if _, err := ParseFlags(bad, func(string) string { return "" }, io.Discard); err == nil || !strings.Contains(err.Error(), bad[0]) {
 			t.Errorf("%v: err %v", bad, err)
 		}

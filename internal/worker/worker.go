@@ -56,6 +56,13 @@ type Config struct {
 	// 0); past them it ends with RETRIES_EXHAUSTED. A hand-back on
 	// shutdown is no attempt.
 	MaxDeliver int
+	// MaxQueued bounds the jobs held for each pool, queued or running (0:
+	// no bound); it is set on the JOBS stream, so it is the same for every
+	// pool and the last worker to start sets it.
+	MaxQueued int
+	// Replicas is how many servers of a NATS cluster hold each stream and
+	// the pool's consumer.
+	Replicas int
 }
 
 // Defaults of a Config's zero fields.
@@ -130,7 +137,7 @@ var (
 func (w *Worker) Run(ctx context.Context) error {
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := jobs.EnsureStreams(setup, w.js, w.cfg.EventsMaxAge); err != nil {
+	if err := jobs.EnsureStreams(setup, w.js, jobs.StreamOptions{EventsMaxAge: w.cfg.EventsMaxAge, MaxQueued: w.cfg.MaxQueued, Replicas: w.cfg.Replicas}); err != nil {
 		return err
 	}
 	var err error
@@ -140,7 +147,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.cancels, err = w.js.Stream(setup, jobs.CancelStream); err != nil {
 		return err
 	}
-	consumer, err := w.js.CreateOrUpdateConsumer(setup, jobs.QueueStream, jobs.ConsumerConfig(w.cfg.Pool, w.cfg.AckWait))
+	consumer, err := w.js.CreateOrUpdateConsumer(setup, jobs.QueueStream, jobs.ConsumerConfig(w.cfg.Pool, w.cfg.AckWait, w.cfg.Replicas))
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", jobs.ConsumerName(w.cfg.Pool), err)
 	}
