@@ -3,6 +3,8 @@ package testutil
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -80,26 +82,35 @@ func Stored(t testing.TB, js jetstream.JetStream, jobID string) []jobs.Event {
 	Events(t, js, jobID, 2*time.Minute) // until it ends
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, jobs.EventsStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{jobs.EventsSubject(jobID)},
-	})
+	out, err := ReadStored(ctx, js, jobID)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return out
+}
+
+// ReadStored reads every event the events stream holds of a job now,
+// message by message from the stream leader.
+func ReadStored(ctx context.Context, js jetstream.JetStream, jobID string) ([]jobs.Event, error) {
+	st, err := js.Stream(ctx, jobs.EventsStream)
+	if err != nil {
+		return nil, err
+	}
 	var out []jobs.Event
-	for {
-		msg, err := cons.Next(jetstream.FetchContext(ctx))
-		if err != nil {
-			t.Fatalf("job %s: reading stored events: %v", jobID, err)
+	for seq := uint64(1); ; {
+		msg, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(jobs.EventsSubject(jobID)))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return out, nil
 		}
-		ev, err := jobs.DecodeEvent(msg.Data())
 		if err != nil {
-			t.Fatal(err)
+			return out, fmt.Errorf("job %s: reading stored events: %w", jobID, err)
+		}
+		ev, err := jobs.DecodeEvent(msg.Data)
+		if err != nil {
+			return out, err
 		}
 		out = append(out, ev)
-		if meta, err := msg.Metadata(); err != nil || meta.NumPending == 0 {
-			return out
-		}
+		seq = msg.Sequence + 1
 	}
 }
 

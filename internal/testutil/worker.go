@@ -61,6 +61,7 @@ type WorkerOptions struct {
 	AckWait      time.Duration
 	MaxDeliver   int
 	MaxQueued    int
+	Replicas     int
 	Metrics      *worker.Metrics
 	// Engine replaces the real engine, for tests that inject a fault.
 	Engine worker.Engine
@@ -105,7 +106,7 @@ func StartWorkerWith(t testing.TB, natsURL string, o WorkerOptions) *Worker {
 	log := zerolog.New(out).With().Timestamp().Str("worker_id", o.ID).Logger()
 	life := &narration.LifecycleSink{}
 	life.Attach(nc)
-	w, err := worker.New(worker.Config{WorkerID: o.ID, Pool: o.Pool, Slots: o.Parallel, DrainTimeout: o.DrainTimeout, AckWait: o.AckWait, MaxDeliver: o.MaxDeliver, MaxQueued: o.MaxQueued, Metrics: o.Metrics},
+	w, err := worker.New(worker.Config{WorkerID: o.ID, Pool: o.Pool, Slots: o.Parallel, DrainTimeout: o.DrainTimeout, AckWait: o.AckWait, MaxDeliver: o.MaxDeliver, MaxQueued: o.MaxQueued, Replicas: o.Replicas, Metrics: o.Metrics},
 		nc, eng, narration.New(log, o.ID), life, log)
 	if err != nil {
 		t.Fatal(err)
