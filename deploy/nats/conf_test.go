@@ -133,7 +133,7 @@ func TestConfRolesDoTheirJobs(t *testing.T) {
 	bjs, _ := jetstream.New(bridgeNC)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := bridge.CreateMissingStreams(ctx, bjs); err != nil {
+	if err := bridge.CreateMissingStreams(ctx, bjs, 1); err != nil {
 		t.Fatalf("bridge creates the streams: %v", err)
 	}
 	srv, err := bridge.New(bridge.Config{}, bridgeNC, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
@@ -234,7 +234,7 @@ func TestConfDeniesTheRest(t *testing.T) {
 	js, _ := jetstream.New(admin)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := bridge.CreateMissingStreams(ctx, js); err != nil {
+	if err := bridge.CreateMissingStreams(ctx, js, 1); err != nil {
 		t.Fatal(err)
 	}
 	denied := map[string]struct{ publish, subscribe []string }{

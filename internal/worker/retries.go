@@ -51,7 +51,9 @@ func (j *job) exhausted(ctx context.Context) bool {
 }
 
 // countHandBacks reads the job's stored events and counts its hand-backs
-// on shutdown; it also returns the last event it read.
+// on shutdown; it also returns the last event it read. It runs only when a
+// job comes back more often than it may fail, so reading event by event
+// is cheap enough.
 func (j *job) countHandBacks(ctx context.Context) (history, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -59,15 +61,9 @@ func (j *job) countHandBacks(ctx context.Context) (history, int, error) {
 	if err != nil || stored.seq == 0 {
 		return stored, 0, err
 	}
-	cons, err := j.w.js.OrderedConsumer(ctx, jobs.EventsStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{jobs.EventsSubject(j.req.JobID)},
-	})
-	if err != nil {
-		return stored, 0, fmt.Errorf("read the events of job %s: %w", j.req.JobID, err)
-	}
 	handBacks := 0
-	for {
-		msg, err := cons.Next(jetstream.FetchContext(ctx))
+	for seq := uint64(1); seq <= stored.streamSeq; {
+		msg, err := j.w.events.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(jobs.EventsSubject(j.req.JobID)))
 		if err != nil {
 			return stored, 0, fmt.Errorf("read the events of job %s: %w", j.req.JobID, err)
 		}
@@ -75,11 +71,10 @@ func (j *job) countHandBacks(ctx context.Context) (history, int, error) {
 			jobs.Header
 			Action string `json:"action"`
 		}
-		if json.Unmarshal(msg.Data(), &n) == nil && n.Type == jobs.TypeNarration && n.Action == narration.ActionHandedBack {
+		if json.Unmarshal(msg.Data, &n) == nil && n.Type == jobs.TypeNarration && n.Action == narration.ActionHandedBack {
 			handBacks++
 		}
-		if meta, err := msg.Metadata(); err != nil || meta.Sequence.Stream >= stored.streamSeq {
-			return stored, handBacks, nil
-		}
+		seq = msg.Sequence + 1
 	}
+	return stored, handBacks, nil
 }
