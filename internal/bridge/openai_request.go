@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -129,10 +130,14 @@ func (c *completion) sampling(model string, s *openai.Sampling) *openai.Error {
 	c.req.MaxTokens = s.MaxTokens
 	c.req.Temperature, c.req.TopP = s.Temperature, s.TopP
 	c.req.TopK, c.req.MinP, c.req.RepetitionPenalty = s.TopK, s.MinP, s.RepeatPenalty
+	// A seed always, so that a job another worker takes over (its first
+	// died) generates the same text again, and a stream goes on where it
+	// was rather than telling a second story.
+	seed := rand.Uint32()
 	if s.Seed != nil {
-		seed := uint32(*s.Seed)
-		c.req.Seed = &seed
+		seed = uint32(*s.Seed)
 	}
+	c.req.Seed = &seed
 	stop, err := stops(s.Stop)
 	c.req.Stop = stop
 	return err
