@@ -13,6 +13,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/narrated/llmworker/internal/bridge"
+	"github.com/narrated/llmworker/internal/jobs"
 	"github.com/narrated/llmworker/internal/testutil"
 )
 
@@ -339,5 +340,35 @@ func TestOpenAIModelsFollowWorkers(t *testing.T) {
 	if _, err := client.Chat.Completions.New(ctx, chatParams("Once", 4)); !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusServiceUnavailable ||
 		apiErr.Code != "model_not_available" {
 		t.Fatalf("the model's worker stopped: %v; want 503", err)
+	}
+}
+
+// A job that another worker takes over (its first died) starts its events
+// again: the answer tells the story once, streamed or whole.
+func TestOpenAIJobTakenOver(t *testing.T) {
+	h := startBridge(t, bridge.Config{})
+	fakeWorker(t, h, func(id string, w *eventWriter) {
+		w.started().token("Once", 0).token(" upon", 1)
+		w.publish(&jobs.Started{Header: jobs.Header{Type: jobs.TypeStarted}, Model: testModel, WorkerID: "fake2", Attempt: 2})
+		w.token("Once", 0).token(" upon", 1).token(" a time", 2).end(jobs.StopEOS)
+	})
+	client := openAIClient(h)
+	ctx := context.Background()
+	c, err := client.Chat.Completions.New(ctx, chatParams("Once", 8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Choices[0].Message.Content; got != "Once upon a time" || c.Choices[0].FinishReason != "stop" {
+		t.Fatalf("whole answer %q (%s)", got, c.Choices[0].FinishReason)
+	}
+	s := client.Chat.Completions.NewStreaming(ctx, chatParams("Once", 8))
+	var text strings.Builder
+	for s.Next() {
+		if ch := s.Current(); len(ch.Choices) == 1 {
+			text.WriteString(ch.Choices[0].Delta.Content)
+		}
+	}
+	if err := s.Err(); err != nil || text.String() != "Once upon a time" {
+		t.Fatalf("streamed %q, %v", text.String(), err)
 	}
 }
