@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/narrated/llmworker/internal/jobs"
@@ -90,7 +91,15 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, c *completion,
 		return
 	}
 	defer s.hub.unwatch(id, live)
-	if _, err := s.publishJob(ctx, jobs.ExecuteSubjectFor(pool), id, data); err != nil {
+	_, err = s.publishJob(ctx, jobs.ExecuteSubjectFor(pool), id, data)
+	if jobs.IsQueueFull(err) {
+		// The clients wait Retry-After and try again, as for OpenAI's limits.
+		w.Header().Set("Retry-After", strconv.Itoa(int(queueFullRetry.Seconds())))
+		writeOpenAIError(w, openai.NewError(http.StatusTooManyRequests, openai.TypeRateLimit, "queue_full", "",
+			"the queue of the pool serving "+c.model+" is full (the workers' -max-queued); try again later"))
+		return
+	}
+	if err != nil {
 		s.log.Error().Err(err).Str("job_id", id).Msg("publish job")
 		writeOpenAIError(w, openai.NewError(http.StatusServiceUnavailable, openai.TypeServer, "unavailable", "", "the job could not be queued: "+err.Error()))
 		return

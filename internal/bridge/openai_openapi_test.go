@@ -210,6 +210,20 @@ func openAIContracts(t *testing.T) map[string]bool {
 		}
 	}
 
+	// A full queue: the scripted worker takes nothing from JOBS, so the
+	// first job fills its pool's one place.
+	full := startBridge(t, bridge.Config{})
+	if err := jobs.EnsureStreams(context.Background(), full.js, jobs.StreamOptions{MaxQueued: 1}); err != nil {
+		t.Fatal(err)
+	}
+	fakeWorker(t, full, func(id string, w *eventWriter) { w.started().token("Once", 0).end(jobs.StopEOS) })
+	qc := newContract(t, full)
+	qc.checkOpenAI(true, http.MethodPost, chat, chatBody(""))
+	if code, body := qc.checkOpenAI(true, http.MethodPost, chat, chatBody("")); code != http.StatusTooManyRequests {
+		t.Fatalf("a second job in a full pool: %d %s; want 429", code, body)
+	}
+	qc.checkOpenAI(true, http.MethodPost, completions, textBody)
+
 	// No worker at all.
 	idle := newContract(t, startBridge(t, bridge.Config{}))
 	idle.checkOpenAI(true, http.MethodPost, chat, chatBody(""))
@@ -221,7 +235,7 @@ func openAIContracts(t *testing.T) map[string]bool {
 	auth.checkOpenAI(true, http.MethodPost, chat, chatBody(""))
 	auth.checkOpenAI(true, http.MethodPost, completions, textBody)
 
-	for _, cc := range []*contract{c, fc, idle, auth} {
+	for _, cc := range []*contract{c, fc, qc, idle, auth} {
 		for k := range cc.seen {
 			seen[k] = true
 		}
