@@ -30,7 +30,7 @@ export MODEL_PATH
 BENCH_MODELS ?= $(HOME)/.cache/llmworker
 BENCH_MODEL ?= $(BENCH_MODELS)/llama-134m-f16.gguf
 
-.PHONY: build test demo bench fuzz lint tidy env deps deps-test cross-arm64
+.PHONY: build test demo bench soak fuzz lint tidy env deps deps-test cross-arm64
 build: deps
 	go build -o bin/ ./cmd/...
 
@@ -63,6 +63,12 @@ cross-arm64: deps
 	CGO_CFLAGS="-O3 -march=armv8.2-a+fp16+dotprod" \
 	CGO_CXXFLAGS="-O3 -march=armv8.2-a+fp16+dotprod -Wno-stringop-overflow" \
 	go build -o bin/arm64/ ./cmd/...
+
+## Not in CI: SOAK_JOBS jobs (2000) through the bridge on a three-node
+## R3 cluster while a worker is killed, one stalls past the ack wait and a
+## NATS node restarts; prints jobs lost, broken stories, complete streams.
+soak: deps
+	SOAK=1 go test -count=1 -run '^TestSoak$$' -v -timeout 60m ./internal/faults/
 
 fuzz: deps
 	go test -run '^$$' -fuzz FuzzDecodeRequest -fuzztime 60s ./internal/jobs/

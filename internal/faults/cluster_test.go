@@ -170,10 +170,19 @@ func stream(t *testing.T, base, id string, maxTokens int) []sse {
 
 // read appends the stream's events to evs; true once the terminal one came.
 func read(resp *http.Response, evs *[]sse) bool {
+	*evs = append(*evs, readEvents(resp, -1)...)
+	n := len(*evs)
+	return n > 0 && ((*evs)[n-1].typ == string(jobs.TypeEnd) || (*evs)[n-1].typ == string(jobs.TypeError))
+}
+
+// readEvents reads a stream's events (those with an id) until the terminal
+// one, the end of the stream, or limit events when limit is not negative.
+func readEvents(resp *http.Response, limit int) []sse {
+	var evs []sse
 	lines := bufio.NewScanner(resp.Body)
 	lines.Buffer(make([]byte, 64<<10), 1<<20)
 	var cur sse
-	for lines.Scan() {
+	for lines.Scan() && len(evs) != limit {
 		line := lines.Text()
 		switch {
 		case strings.HasPrefix(line, "id: "):
@@ -182,15 +191,15 @@ func read(resp *http.Response, evs *[]sse) bool {
 			cur.typ = line[7:]
 		case line == "" && cur.typ != "":
 			if cur.id > 0 {
-				*evs = append(*evs, cur)
+				evs = append(evs, cur)
 			}
 			if cur.typ == string(jobs.TypeEnd) || cur.typ == string(jobs.TypeError) {
-				return true
+				return evs
 			}
 			cur = sse{}
 		}
 	}
-	return false
+	return evs
 }
 
 // waitTokens waits until jobs are generating: a token of any job.
