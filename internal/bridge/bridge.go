@@ -157,7 +157,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	begin := time.Now()
 	ctx, span := startSpan(r)
 	tracing.ToHTTP(ctx, w.Header()) // the caller learns its trace
-	r = r.WithContext(ctx)
+	r = r.WithContext(context.WithValue(ctx, arrivalKey{}, begin))
 	rec := &recorder{ResponseWriter: w}
 	s.serve(rec, r)
 	route, code := s.route(r), rec.status()

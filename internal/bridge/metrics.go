@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -41,7 +42,7 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 12),
 		}, []string{"route"}),
 		firstToken: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "llmbridge_time_to_first_token_seconds", Help: "From the bridge receiving a job to writing its first token to the client's SSE stream.",
+			Name: "llmbridge_time_to_first_token_seconds", Help: "From a request's arrival to writing its first token to the SSE stream it opened (POST /v1/jobs with a stream, OpenAI streams).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18),
 		}),
 	}
@@ -52,6 +53,30 @@ func newMetrics() *metrics {
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// arrivalKey keys the time a request arrived in its context.
+type arrivalKey struct{}
+
+// arrival is when the request of ctx arrived at the bridge.
+func arrival(ctx context.Context) time.Time {
+	t, _ := ctx.Value(arrivalKey{}).(time.Time)
+	return t
+}
+
+// firstTokenTimer observes, on an answer's first token, the time from the
+// request's arrival.
+type firstTokenTimer struct {
+	answer
+	observe func()
+}
+
+func (a *firstTokenTimer) token(text string) error {
+	if a.observe != nil {
+		a.observe()
+		a.observe = nil
+	}
+	return a.answer.token(text)
 }
 
 // request counts an answered request.

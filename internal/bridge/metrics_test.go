@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,4 +90,24 @@ func pollScrape(t *testing.T, scrape func() testutil.Scrape, ready func(testutil
 		s = scrape()
 	}
 	return s
+}
+
+// An OpenAI streaming completion is an SSE stream too: it is counted open
+// while it runs, and its first token timed from the request's arrival.
+func TestMetricsOpenAIStream(t *testing.T) {
+	h := startBridge(t, bridge.Config{})
+	testutil.StartWorker(t, h.natsURL)
+	resp, body := h.do(http.MethodPost, "/v1/chat/completions",
+		`{"model":"stories260K","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":5,"stream":true}`)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "[DONE]") {
+		t.Fatalf("%s %s", resp.Status, body)
+	}
+	s := pollScrape(t, func() testutil.Scrape { return testutil.ScrapeMetrics(t, h.URL+"/metrics") },
+		func(s testutil.Scrape) bool { return s.Value("llmbridge_sse_streams") == 0 })
+	if got := s.Value("llmbridge_time_to_first_token_seconds"); got != 1 {
+		t.Errorf("first tokens timed: %v, want 1", got)
+	}
+	if got := s.Value("llmbridge_http_requests_total", "route", "POST /v1/chat/completions", "code", "200"); got != 1 {
+		t.Errorf("POST /v1/chat/completions 200 counted %v times", got)
+	}
 }

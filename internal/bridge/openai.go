@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/narrated/llmworker/internal/jobs"
 	"github.com/narrated/llmworker/internal/openai"
@@ -111,6 +112,9 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, c *completion,
 	var a answer = &wholeAnswer{c: c, w: w}
 	if c.stream {
 		a = &streamAnswer{c: c, w: w, out: &sseStream{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout}}
+		a = &firstTokenTimer{answer: a, observe: func() { s.met.firstToken.Observe(time.Since(arrival(ctx)).Seconds()) }}
+		s.met.streams.Inc()
+		defer s.met.streams.Dec()
 	}
 	if !s.answer(ctx, live, a) && ctx.Err() != nil {
 		s.clientGone(id, streamOptions{cancelOnGone: true})

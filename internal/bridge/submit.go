@@ -42,7 +42,6 @@ type accepted struct {
 // work queue with its job id as the message id, and answers 202, or the
 // event stream itself when the client accepts text/event-stream.
 func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
-	received := time.Now()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	var tooLarge *http.MaxBytesError
 	switch {
@@ -68,7 +67,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
-	o := streamOptions{known: true, cancelOnGone: sub.CancelOnDisconnect == nil || *sub.CancelOnDisconnect, submitted: received}
+	o := streamOptions{known: true, cancelOnGone: sub.CancelOnDisconnect == nil || *sub.CancelOnDisconnect, submitted: arrival(r.Context())}
 	if acceptsEventStream(r) {
 		// Watch the job, and read what its subject holds, while the job
 		// is published: no event can come before the job is queued.

@@ -149,6 +149,9 @@ func TestSpanTree(t *testing.T) {
 	parent("job", "publish jobs.execute")
 	parent("prompt processing", "job")
 	parent("generation", "job")
+	if v := attr(spans["job"], "llmworker.outcome"); v != "max_tokens" {
+		t.Errorf("job's outcome %v; want max_tokens", v)
+	}
 	gen := spans["generation"]
 	if v := attr(gen, "gen_ai.usage.output_tokens"); v != int64(9) {
 		t.Errorf("generation's output tokens %v; want 9", v)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/narrated/llmworker/internal/engine"
 	"github.com/narrated/llmworker/internal/jobs"
@@ -364,6 +366,7 @@ func (j *job) narrate(n jobs.Narration) { j.narrator.Tell(n, j.pub) }
 // record counts the job's outcome and tokens in the metrics.
 func (j *job) record(outcome string, res engine.Result) {
 	j.w.cfg.Metrics.settled(outcome, res.PromptTokens, res.PromptCached, res.Tokens)
+	j.spans.job.SetAttributes(attribute.String("llmworker.outcome", strings.ToLower(outcome)))
 }
 
 func stopReason(r engine.StopReason) jobs.StopReason {
