@@ -174,6 +174,13 @@ func TestConfRolesDoTheirJobs(t *testing.T) {
 		if r := httpDo(t, "GET", ts.URL+"/v1/jobs/bridge-queued/events", "", ""); !strings.Contains(r, `"stop_reason":"CANCELLED"`) {
 			t.Errorf("cancelled job's events: %s", r)
 		}
+		// The OpenAI routes: models from discovery, a chat completion.
+		if r := httpDo(t, "GET", ts.URL+"/v1/models", "", ""); !strings.Contains(r, "stories260K") {
+			t.Errorf("/v1/models: %s", r)
+		}
+		if r := httpDo(t, "POST", ts.URL+"/v1/chat/completions", `{"model":"stories260K","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8}`, ""); !strings.HasPrefix(r, "200") || !strings.Contains(r, `"finish_reason"`) {
+			t.Errorf("chat completion: %s", r)
+		}
 		workers, err := discovery.Workers(ctx, bridgeNC)
 		if err != nil || len(workers) != 1 {
 			t.Errorf("discovery: %v, %v", workers, err)
