@@ -88,3 +88,26 @@ func TestSetupExportsToEndpoint(t *testing.T) {
 		t.Fatal("no span reached the collector")
 	}
 }
+
+// BenchmarkJobWithoutSDK is what tracing adds to one job when no endpoint
+// is set: reading the message's headers, the queue-wait and job spans
+// (no-ops) and the events' header.
+func BenchmarkJobWithoutSDK(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		h    nats.Header
+	}{{"no traceparent", nats.Header{}}, {"traceparent", nats.Header{"traceparent": {traceparent}}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				ctx := FromNATS(context.Background(), tc.h)
+				_, wait := Tracer().Start(ctx, "queue wait")
+				wait.End()
+				ctx, job := Tracer().Start(ctx, "job")
+				_ = NATSHeader(ctx)
+				_ = TraceID(ctx)
+				job.End()
+			}
+		})
+	}
+}
