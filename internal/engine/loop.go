@@ -33,6 +33,12 @@ type loop struct {
 	cached [][]int // the tokens in each slot's KV cache
 	active int
 	step   time.Duration // a decode step's time, a moving average
+	// gatherMax bounds how long an idle loop waits for jobs sent together.
+	gatherMax time.Duration
+}
+
+func newLoop(e *Engine, batch *llama.Batch) *loop {
+	return &loop{e: e, batch: batch, slots: make([]*sequence, e.cfg.Parallel), cached: make([][]int, e.cfg.Parallel), gatherMax: gatherMax}
 }
 
 // run is the decode loop: admit waiting sequences into free slots, drop the
@@ -45,7 +51,7 @@ func (e *Engine) run(batch *llama.Batch) {
 	// thread is measurably faster (the README's benchmarks give figures).
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	l := &loop{e: e, batch: batch, slots: make([]*sequence, e.cfg.Parallel), cached: make([][]int, e.cfg.Parallel)}
+	l := newLoop(e, batch)
 	for l.admit() {
 		l.dropCancelled()
 		if l.active == 0 {
@@ -86,7 +92,7 @@ func (l *loop) admit() bool {
 			case <-l.e.quit:
 				return false
 			}
-			if w := min(l.step/8, gatherMax); w > 0 {
+			if w := min(l.step/8, l.gatherMax); w > 0 {
 				gather = time.NewTimer(w)
 			}
 		case gather != nil:
@@ -119,7 +125,7 @@ func (l *loop) admit() bool {
 	}
 }
 
-// gatherMax bounds how long an idle loop waits for jobs sent together.
+// gatherMax is how long at most an idle loop waits for jobs sent together.
 const gatherMax = 5 * time.Millisecond
 
 // decode runs the step's batch and keeps a moving average of how long
