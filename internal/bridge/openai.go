@@ -26,6 +26,12 @@ func (s *Server) routeOpenAI() {
 	s.mux.HandleFunc("GET /v1/models/{model...}", s.getModel)
 }
 
+// openAIClientHeaders are the headers the OpenAI routes read and those the
+// official JavaScript client sends, which a browser's CORS preflight asks
+// to allow.
+const openAIClientHeaders = "X-Correlation-Id, X-Narration, X-Stainless-Arch, X-Stainless-Lang, X-Stainless-OS, " +
+	"X-Stainless-Package-Version, X-Stainless-Retry-Count, X-Stainless-Runtime, X-Stainless-Runtime-Version, X-Stainless-Timeout"
+
 // isOpenAIPath reports whether a path is one of the OpenAI routes, whose
 // errors take OpenAI's shape.
 func isOpenAIPath(path string) bool {

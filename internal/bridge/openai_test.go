@@ -372,3 +372,20 @@ func TestOpenAIJobTakenOver(t *testing.T) {
 		t.Fatalf("streamed %q, %v", text.String(), err)
 	}
 }
+
+// A browser page may use the official JavaScript client: the preflight
+// allows the headers it sends, and the answer exposes the job id.
+func TestOpenAICORSPreflight(t *testing.T) {
+	h := startBridge(t, bridge.Config{CORSOrigins: []string{"https://app.example"}})
+	resp, _ := h.do(http.MethodOptions, "/v1/chat/completions", "", "Origin", "https://app.example",
+		"Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "authorization,content-type,x-stainless-os,x-stainless-retry-count,x-narration")
+	allowed := strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers"))
+	for _, want := range []string{"authorization", "content-type", "x-stainless-os", "x-stainless-retry-count", "x-narration"} {
+		if !strings.Contains(allowed, want) {
+			t.Errorf("preflight allows %q; not %s", allowed, want)
+		}
+	}
+	if resp.StatusCode != http.StatusNoContent || !strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "X-Job-Id") {
+		t.Errorf("preflight %s, exposing %q", resp.Status, resp.Header.Get("Access-Control-Expose-Headers"))
+	}
+}
