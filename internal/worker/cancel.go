@@ -24,7 +24,6 @@ func (w *Worker) onCancel(msg *nats.Msg) {
 	cancel, here := w.running[jobID]
 	w.mu.Unlock()
 	if here {
-		w.log.Info().Str("job_id", jobID).Msg("cancel requested")
 		cancel(errCancelled)
 	}
 }

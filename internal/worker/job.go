@@ -56,7 +56,9 @@ func (w *Worker) handle(jobsCtx context.Context, msg jetstream.Msg) {
 	}
 	ctx, cancel := context.WithCancelCause(jobsCtx)
 	defer cancel(nil)
-	if !w.register(req.JobID, cancel) {
+	// A cancel is told on the job's own log line, with its trace.
+	cancelRequested := func(cause error) { j.log.Info().Msg("cancel requested"); cancel(cause) }
+	if !w.register(req.JobID, cancelRequested) {
 		// A redelivery is the same stream message: acking or handing back
 		// the copy would settle the running job itself, which settles it
 		// when it ends.
