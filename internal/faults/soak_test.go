@@ -122,7 +122,7 @@ func TestSoak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ended, lost, broken, complete, resumed int
+	var ended, lost, broken, complete, resumed, incomplete int
 	var ttfts []time.Duration
 	for i, r := range results {
 		stored := readStored(t, checkJS, fmt.Sprintf("soak-%d", i))
@@ -138,6 +138,8 @@ func TestSoak(t *testing.T) {
 			return a.id == b.Head().Seq && a.typ == string(b.Head().Type)
 		}) {
 			complete++
+		} else if incomplete++; incomplete <= 5 {
+			t.Logf("job %d: the client got %d events (%d resumes), %d stored; first difference %s", i, len(r.events), r.resumes, len(stored), firstDiff(r.events, stored))
 		}
 		if r.resumes > 0 {
 			resumed++
@@ -281,4 +283,13 @@ func readSome(resp *http.Response, r *soakResult, start time.Time, limit int) bo
 	r.events = append(r.events, evs...)
 	n := len(r.events)
 	return n > 0 && (r.events[n-1].typ == string(jobs.TypeEnd) || r.events[n-1].typ == string(jobs.TypeError))
+}
+
+func firstDiff(got []sse, stored []jobs.Event) string {
+	for i := range min(len(got), len(stored)) {
+		if got[i].id != stored[i].Head().Seq || got[i].typ != string(stored[i].Head().Type) {
+			return fmt.Sprintf("at %d: client %d %s, stored %d %s", i, got[i].id, got[i].typ, stored[i].Head().Seq, stored[i].Head().Type)
+		}
+	}
+	return fmt.Sprintf("none in the first %d", min(len(got), len(stored)))
 }
