@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"strconv"
@@ -171,6 +172,11 @@ func (s *Server) sendLive(ctx context.Context, out *sseStream, live *watcher, id
 	for {
 		batch, behind := live.take()
 		for _, d := range batch {
+			if d.head.Seq > out.sent+1 {
+				if err := s.fillGap(ctx, id, out, d.head.Seq); err != nil {
+					return err
+				}
+			}
 			if done, err := out.send(d); err != nil || done {
 				return err
 			}
@@ -196,6 +202,36 @@ func (s *Server) sendLive(ctx context.Context, out *sseStream, live *watcher, id
 		case <-live.wake:
 		}
 	}
+}
+
+// fillGap sends, from the stream, the events between the last one sent
+// and seq, which came live first. In a cluster the hub's consumer may
+// deliver an event before the stream's leader answers reads with it, so a
+// stream that read the job's last event just then would miss it: it reads
+// the stream again until the gap is filled (for up to a second).
+func (s *Server) fillGap(ctx context.Context, id string, out *sseStream, seq uint64) error {
+	below := func(d delivery) (bool, error) {
+		if d.head.Seq >= seq {
+			return true, nil
+		}
+		return out.send(d)
+	}
+	for try := 0; out.sent+1 < seq; try++ {
+		if try == 50 {
+			return fmt.Errorf("%w: events %d to %d are not in the stream", errReplay, out.sent+1, seq-1)
+		}
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		if _, err := s.replay(ctx, id, math.MaxUint64, below); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Queued is the SSE event that tells a client where its job waits: not a
