@@ -63,6 +63,18 @@ func (c *contract) check(validRequest bool, method, path, body string, header ..
 // for the exchange, once for the validation).
 func (c *contract) checkBody(validRequest bool, method, path string, body func() io.Reader, header ...string) (int, []byte) {
 	c.t.Helper()
+	resp, data := c.exchange(validRequest, method, path, body, header)
+	if resp.Header.Get("Content-Type") == "text/event-stream" {
+		c.checkEvents(data)
+	}
+	return resp.StatusCode, data
+}
+
+// exchange makes a request, validates it (when it is meant to be valid)
+// and its response against the document, and marks the route and status
+// seen; it returns the response and its body.
+func (c *contract) exchange(validRequest bool, method, path string, body func() io.Reader, header []string) (*http.Response, []byte) {
+	c.t.Helper()
 	newReq := func() *http.Request {
 		req, err := http.NewRequest(method, c.h.URL+path, body())
 		if err != nil {
@@ -99,11 +111,8 @@ func (c *contract) checkBody(validRequest bool, method, path string, body func()
 	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
 		c.t.Fatalf("%s %s: %d %.300s breaks openapi.yaml: %v", method, path, resp.StatusCode, data, err)
 	}
-	if resp.Header.Get("Content-Type") == "text/event-stream" {
-		c.checkEvents(data)
-	}
 	c.seen[method+" "+route.Path+" "+resp.Status[:3]] = true
-	return resp.StatusCode, data
+	return resp, data
 }
 
 // checkEvents validates each event of a stream against the Event schema.
