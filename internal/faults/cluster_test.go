@@ -29,25 +29,7 @@ import (
 // a complete, gap-free event sequence, and every SSE client (resuming with
 // Last-Event-ID when its stream breaks) receives exactly that sequence.
 func TestClusterLosesANode(t *testing.T) {
-	c := testutil.StartCluster(t, 3)
-	urls := c.URLs()
-	nc := testutil.Connect(t, urls)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := bridge.CreateMissingStreams(ctx, js, 3); err != nil {
-		t.Fatal(err)
-	}
-	br, err := bridge.New(bridge.Config{}, testutil.Connect(t, urls), zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(br.Close)
-	hs := httptest.NewServer(br)
-	t.Cleanup(hs.Close)
+	c, urls, nc, bridgeURL := startClusterWithBridge(t)
 	for _, id := range []string{"w1", "w2"} {
 		testutil.StartWorkerWith(t, urls, testutil.WorkerOptions{ID: id, Replicas: 3, AckWait: 5 * time.Second, ContextSize: 1024})
 	}
@@ -61,7 +43,7 @@ func TestClusterLosesANode(t *testing.T) {
 			id := fmt.Sprintf("%s-%d", phase, i)
 			ids = append(ids, id)
 			clients.Go(func() {
-				evs := stream(t, hs.URL, id, 200+20*i)
+				evs := stream(t, bridgeURL, id, 200+20*i)
 				mu.Lock()
 				got[id] = evs
 				mu.Unlock()
@@ -119,6 +101,33 @@ func TestClusterLosesANode(t *testing.T) {
 type sse struct {
 	id  uint64
 	typ string
+}
+
+// startClusterWithBridge starts a three-node cluster with every stream on
+// three replicas and a bridge that knows all three URLs; it returns the
+// cluster, its URLs, a connection to it and the bridge's base URL.
+func startClusterWithBridge(t *testing.T) (*testutil.Cluster, string, *nats.Conn, string) {
+	t.Helper()
+	c := testutil.StartCluster(t, 3)
+	urls := c.URLs()
+	nc := testutil.Connect(t, urls)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := bridge.CreateMissingStreams(ctx, js, 3); err != nil {
+		t.Fatal(err)
+	}
+	br, err := bridge.New(bridge.Config{}, testutil.Connect(t, urls), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(br.Close)
+	hs := httptest.NewServer(br)
+	t.Cleanup(hs.Close)
+	return c, urls, nc, hs.URL
 }
 
 // stream submits a job through the bridge and reads its event stream to

@@ -2,11 +2,9 @@ package faults_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,9 +18,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 
-	"github.com/narrated/llmworker/internal/bridge"
 	"github.com/narrated/llmworker/internal/jobs"
 	"github.com/narrated/llmworker/internal/testutil"
 )
@@ -46,25 +42,7 @@ func TestSoak(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the worker: %v\n%s", err, out)
 	}
-	c := testutil.StartCluster(t, 3)
-	urls := c.URLs()
-	nc := testutil.Connect(t, urls)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := bridge.CreateMissingStreams(ctx, js, 3); err != nil {
-		t.Fatal(err)
-	}
-	br, err := bridge.New(bridge.Config{}, testutil.Connect(t, urls), zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(br.Close)
-	hs := httptest.NewServer(br)
-	t.Cleanup(hs.Close)
+	c, urls, _, bridgeURL := startClusterWithBridge(t)
 	const ackWait = 3 * time.Second
 	workers := map[string]*exec.Cmd{}
 	for _, id := range []string{"killed", "stalled", "steady"} {
@@ -79,7 +57,7 @@ func TestSoak(t *testing.T) {
 	for range 8 {
 		clients.Go(func() {
 			for i := range ids {
-				results[i] = soakJob(hs.URL, fmt.Sprintf("soak-%d", i), 20+rand.IntN(60))
+				results[i] = soakJob(bridgeURL, fmt.Sprintf("soak-%d", i), 20+rand.IntN(60))
 				done.Add(1)
 			}
 		})
