@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -21,19 +20,11 @@ import (
 	"github.com/narrated/llmworker/internal/testutil"
 )
 
-// The test binary doubles as the bridge binary: with BRIDGE_MAIN=1 it runs
-// main with the arguments it was given.
-func TestMain(m *testing.M) {
-	if os.Getenv("BRIDGE_MAIN") == "1" {
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+// The test binary doubles as the bridge binary (testutil.RunMain).
+func TestMain(m *testing.M) { testutil.RunMain(m, main) }
 
 func bridgeCmd(args ...string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "BRIDGE_MAIN=1")
+	cmd := testutil.MainCmd(args...)
 	return cmd
 }
 

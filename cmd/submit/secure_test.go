@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -10,19 +9,11 @@ import (
 	"github.com/narrated/llmworker/internal/testutil"
 )
 
-// The test binary doubles as submit: with SUBMIT_MAIN=1 it runs main with
-// the arguments it was given.
-func TestMain(m *testing.M) {
-	if os.Getenv("SUBMIT_MAIN") == "1" {
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+// The test binary doubles as submit (testutil.RunMain).
+func TestMain(m *testing.M) { testutil.RunMain(m, main) }
 
 func submitCmd(args ...string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "SUBMIT_MAIN=1")
+	cmd := testutil.MainCmd(args...)
 	return cmd
 }
 

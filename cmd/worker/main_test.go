@@ -21,18 +21,12 @@ import (
 	"github.com/narrated/llmworker/internal/testutil"
 )
 
-// The test binary doubles as the worker binary: with WORKER_MAIN=1 it runs
-// main's run with the arguments it was given.
-func TestMain(m *testing.M) {
-	if os.Getenv("WORKER_MAIN") == "1" {
-		os.Exit(run())
-	}
-	os.Exit(m.Run())
-}
+// The test binary doubles as the worker binary (testutil.RunMain).
+func TestMain(m *testing.M) { testutil.RunMain(m, main) }
 
 func workerCmd(args ...string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), "WORKER_MAIN=1", "LOG_FORMAT=json")
+	cmd := testutil.MainCmd(args...)
+	cmd.Env = append(cmd.Env, "LOG_FORMAT=json")
 	return cmd
 }
 
