@@ -60,18 +60,24 @@ func (bl *bare) path() path {
 		for s := range n {
 			bl.lc.KvCacheSeqRm(s, 0, -1)
 		}
-		bl.batch.Clear()
-		for s := range n {
-			for j, t := range bl.prompt {
-				bl.batch.Add(t, nil, j, j == len(bl.prompt)-1, s)
+		out := make([]int, n) // each sequence's logits in the batch
+		pos, steps := len(bl.prompt), bl.w.maxTokens
+		if n*len(bl.prompt) > engine.DefaultBatchSize {
+			bl.longPrompts(b, r, n)
+			pos, steps = pos+1, steps-1
+			for s := range n {
+				out[s] = s
+			}
+		} else {
+			bl.batch.Clear()
+			for s := range n {
+				for j, t := range bl.prompt {
+					bl.batch.Add(t, nil, j, j == len(bl.prompt)-1, s)
+				}
+				out[s] = (s+1)*len(bl.prompt) - 1
 			}
 		}
-		out := make([]int, n) // each sequence's logits in the batch
-		for s := range n {
-			out[s] = (s+1)*len(bl.prompt) - 1
-		}
-		pos := len(bl.prompt)
-		for range bl.w.maxTokens {
+		for range steps {
 			if err := bl.lc.Decode(bl.batch); err != nil {
 				b.Fatal(err)
 			}
@@ -87,6 +93,32 @@ func (bl *bare) path() path {
 		}
 		return r
 	}}
+}
+
+// longPrompts feeds n sequences prompts longer than a batch holds: each
+// sequence's prompt in batches of DefaultBatchSize tokens, then its first
+// token sampled; it leaves those first tokens in the batch for the next
+// step.
+func (bl *bare) longPrompts(b *testing.B, r *run, n int) {
+	first := make([]int, n)
+	for s := range n {
+		for at := 0; at < len(bl.prompt); at += engine.DefaultBatchSize {
+			bl.batch.Clear()
+			for j := at; j < min(at+engine.DefaultBatchSize, len(bl.prompt)); j++ {
+				bl.batch.Add(bl.prompt[j], nil, j, j == len(bl.prompt)-1, s)
+			}
+			if err := bl.lc.Decode(bl.batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+		first[s] = bl.greedy(bl.batch.NumTokens() - 1)
+		_ = bl.model.TokenToPiece(first[s])
+		r.token(s)
+	}
+	bl.batch.Clear()
+	for s, token := range first {
+		bl.batch.Add(token, nil, len(bl.prompt), true, s)
+	}
 }
 
 // greedy is the argmax of the logits at batch index i.

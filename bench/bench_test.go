@@ -39,17 +39,21 @@ type run struct {
 	cpu         time.Duration // the process's CPU time over the run
 	start       time.Time
 	first, last []time.Time
+	second      []time.Time
 	tokens      []int
 }
 
 func newRun(n int) *run {
-	return &run{start: time.Now(), first: make([]time.Time, n), last: make([]time.Time, n), tokens: make([]int, n)}
+	return &run{start: time.Now(), first: make([]time.Time, n), second: make([]time.Time, n), last: make([]time.Time, n), tokens: make([]int, n)}
 }
 
 func (r *run) token(i int) {
 	now := time.Now()
-	if r.tokens[i] == 0 {
+	switch r.tokens[i] {
+	case 0:
 		r.first[i] = now
+	case 1:
+		r.second[i] = now
 	}
 	r.last[i] = now
 	r.tokens[i]++
@@ -75,6 +79,21 @@ func (r *run) rate() float64 {
 		}
 	}
 	return float64(total) / end.Sub(r.start).Seconds()
+}
+
+// decodeRate is the jobs' tokens per second once every job generates,
+// summed: each job's tokens after its second over the time from its second
+// token to its last. It leaves out the prompts, however they were fed (a
+// loop that feeds them one sequence after another gives every sequence
+// its first token then, and its second in the first step they share).
+func (r *run) decodeRate() float64 {
+	rate := 0.0
+	for i, n := range r.tokens {
+		if n > 2 {
+			rate += float64(n-2) / r.last[i].Sub(r.second[i]).Seconds()
+		}
+	}
+	return rate
 }
 
 // ttft is the median time to first token of the run's jobs.

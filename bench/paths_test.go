@@ -61,6 +61,7 @@ type key struct {
 // jobs, and its ratios to the same round's bare llama.cpp.
 type stats struct {
 	rate, vsBare, gain, vsBareGain []float64
+	decode, decodeVsBare           []float64 // tokens/s after each job's first token
 	ttft, addedTTFT, spread, cpu   []time.Duration
 	ttftAll                        []time.Duration // every job's, for p99
 }
@@ -101,6 +102,8 @@ func (rg *rig) measure(b *testing.B, jobCounts []int, rounds int) map[key]*stats
 			bareOne := got[key{bareName, jobCounts[0]}]
 			s.gain = append(s.gain, r.rate()/one.rate())
 			s.vsBareGain = append(s.vsBareGain, (r.rate()/one.rate())/(bare.rate()/bareOne.rate()))
+			s.decode = append(s.decode, r.decodeRate())
+			s.decodeVsBare = append(s.decodeVsBare, r.decodeRate()/bare.decodeRate())
 			s.ttft = append(s.ttft, r.ttft())
 			s.addedTTFT = append(s.addedTTFT, r.ttft()-bare.ttft())
 			s.spread = append(s.spread, r.spread())

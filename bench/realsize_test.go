@@ -11,6 +11,7 @@ import (
 
 	"github.com/narrated/llmworker/internal/cpulevel"
 	"github.com/narrated/llmworker/internal/engine"
+	"github.com/narrated/llmworker/internal/testutil"
 )
 
 // realModel is the generated Llama of 134M parameters (`make bench`
@@ -224,4 +225,37 @@ func absorb(b *testing.B, eng *engine.Engine, running int, long engine.Prompt) (
 	mu.Lock()
 	defer mu.Unlock()
 	return before, during, first.Sub(sent)
+}
+
+// BenchmarkLongContexts prints 8 jobs whose contexts reach about 1,500
+// tokens each (a 1,400-token prompt, then 100 tokens), on stories260K,
+// where attention over the KV cache weighs most beside the model's tiny
+// matrices: the engine and the NATS path against bare batched llama.cpp,
+// all through the `llama` package's context parameters (each sequence its
+// own KV stream: kv_unified off). The rate counts the tokens after each
+// job's first, so the prompt cache, which spares the engine's paths the
+// repeated prompt, does not flatter them.
+func BenchmarkLongContexts(b *testing.B) {
+	rounds := envInt("BENCH_ROUNDS", 5)
+	model := testutil.ModelPath(b)
+	eng, err := engine.Load(engine.Config{ModelPath: model, Parallel: 1, ContextSize: 2048, Threads: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	text := promptText(b, eng, "Once upon a time", 1400)
+	eng.Close()
+	jobCounts := []int{1, 8}
+	rg := newRig(b, model, 8, 2048, workload{prompt: text, maxTokens: 100})
+	rg.paths = rg.paths[:3] // the SSE client adds nothing the NATS path does not show here
+	st := rg.measure(b, jobCounts, rounds)
+	b.StopTimer()
+	fmt.Printf("\nLong contexts: %s, a 1,400-token prompt then 100 tokens a job, 2,048-token slots, %d llama.cpp thread(s), medians of %d rounds, load %s\n\n",
+		modelName(model), rg.threads, rounds, loadAverage())
+	fmt.Printf("| path | jobs | decode tokens/s (all jobs, once all generate) | vs bare | TTFT p50 |\n|---|---|---|---|---|\n")
+	for _, n := range jobCounts {
+		for _, p := range rg.paths {
+			s := st[key{p.name, n}]
+			fmt.Printf("| %s | %d | %.0f | %.1f%% | %.1f ms |\n", p.name, n, median(s.decode), 100*median(s.decodeVsBare), ms(median(s.ttft)))
+		}
+	}
 }
