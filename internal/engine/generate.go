@@ -110,10 +110,9 @@ func (e *Engine) Generate(ctx context.Context, req Request, hooks Hooks) (Result
 		sampler:   sampler,
 		maxTokens: req.MaxTokens,
 		text:      textBuffer{stops: req.Stop},
-		// One update per sampled token, plus the slot and the end: the loop
-		// never waits for a slow caller.
-		updates: make(chan update, req.MaxTokens+4),
-		result:  Result{PromptTokens: req.Prompt.Len()},
+		// The loop never waits for a slow caller.
+		mail:   newMailbox(),
+		result: Result{PromptTokens: req.Prompt.Len()},
 	}
 	select {
 	case e.submit <- seq:
@@ -122,21 +121,24 @@ func (e *Engine) Generate(ctx context.Context, req Request, hooks Hooks) (Result
 	case <-e.quit:
 		return Result{}, ErrClosed
 	}
-	for u := range seq.updates {
-		switch {
-		case u.final != nil:
-			return *u.final, u.err
-		case u.text != "":
-			if hooks.Piece != nil {
-				hooks.Piece(u.text, u.i)
-			}
-		default:
-			if hooks.Slot != nil {
-				hooks.Slot(u.slot, u.reused, u.cleared)
+	var got []update
+	for {
+		got = seq.mail.take(got)
+		for _, u := range got {
+			switch {
+			case u.final != nil:
+				return *u.final, u.err
+			case u.text != "":
+				if hooks.Piece != nil {
+					hooks.Piece(u.text, u.i)
+				}
+			default:
+				if hooks.Slot != nil {
+					hooks.Slot(u.slot, u.reused, u.cleared)
+				}
 			}
 		}
 	}
-	return Result{}, ErrClosed
 }
 
 // greedy says the settings pick the most likely token every time: at

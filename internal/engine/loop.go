@@ -15,7 +15,7 @@ type sequence struct {
 	sampler   *llama.SamplingContext // nil when greedy
 	maxTokens int
 	text      textBuffer
-	updates   chan update
+	mail      *mailbox
 	result    Result
 
 	slot    int
@@ -57,7 +57,7 @@ func (e *Engine) run(batch *llama.Batch) {
 		if l.active == 0 {
 			continue
 		}
-		l.fill()
+		l.flush(l.fill())
 		if err := l.decode(); err != nil {
 			l.fail(fmt.Errorf("decode: %w", err))
 			continue
@@ -151,8 +151,9 @@ func (l *loop) dropCancelled() {
 // it sampled last; prompts share what is left of the step's prompt budget
 // (PrefillChunk tokens), in slot order, so that a long prompt is absorbed
 // over several steps while the running sequences keep generating between
-// them. A sequence asks for logits only at its prompt's last token.
-func (l *loop) fill() {
+// them. A sequence asks for logits only at its prompt's last token. It
+// reports whether the batch holds prompt tokens.
+func (l *loop) fill() (prompts bool) {
 	l.batch.Clear()
 	for _, seq := range l.slots {
 		if seq != nil {
@@ -168,6 +169,22 @@ func (l *loop) fill() {
 			n := min(len(seq.pending), budget)
 			budget -= n
 			l.feed(seq, n)
+		}
+	}
+	return budget < l.e.cfg.PrefillChunk
+}
+
+// flush wakes the callers whose tokens would otherwise wait past
+// wakeEvery, for the step about to run: one of the usual length, or a
+// longer one when it feeds prompts.
+func (l *loop) flush(prompts bool) {
+	now, step := time.Now(), l.step
+	if prompts {
+		step = wakeEvery
+	}
+	for _, seq := range l.slots {
+		if seq != nil {
+			seq.mail.flush(now, step)
 		}
 	}
 }
@@ -269,7 +286,7 @@ func (e *Engine) admit(seq *sequence, i int, cached []int) {
 	seq.fed = append(make([]int, 0, len(seq.pending)+seq.maxTokens), seq.pending[:keep]...)
 	seq.pending = seq.pending[keep:]
 	seq.result.PromptCached = keep
-	seq.updates <- update{slot: i, reused: keep, cleared: len(cached) - keep}
+	seq.mail.put(update{slot: i, reused: keep, cleared: len(cached) - keep}, seq.started, true)
 }
 
 // sample takes the next token of seq and says whether seq is done.
@@ -322,7 +339,7 @@ func (e *Engine) emit(seq *sequence, text string) {
 	if text == "" {
 		return
 	}
-	seq.updates <- update{text: text, i: seq.result.Pieces}
+	seq.mail.put(update{text: text, i: seq.result.Pieces}, time.Now(), seq.result.Pieces == 0)
 	seq.result.Pieces++
 }
 
@@ -337,6 +354,5 @@ func (e *Engine) finish(seq *sequence, reason StopReason, err error) {
 		seq.result.Time = time.Since(seq.started)
 	}
 	result := seq.result
-	seq.updates <- update{final: &result, err: err}
-	close(seq.updates)
+	seq.mail.put(update{final: &result, err: err}, time.Now(), true)
 }

@@ -21,7 +21,7 @@ func testLoop(parallel int, step, gatherMax time.Duration) *loop {
 }
 
 func testSequence() *sequence {
-	return &sequence{pending: []int{1, 2, 3}, maxTokens: 4, updates: make(chan update, 8)}
+	return &sequence{pending: []int{1, 2, 3}, maxTokens: 4, mail: newMailbox()}
 }
 
 // Jobs that reach an idle loop one after another, within the gathering
@@ -36,7 +36,7 @@ func TestIdleLoopGathersJobsSentTogether(t *testing.T) {
 		case <-time.After(time.Minute):
 			t.Fatalf("the loop stopped taking jobs after %d; want all 4 in one admission", i)
 		}
-		<-seq.updates // its slot
+		seq.mail.take(nil) // its slot
 	}
 	if !<-done || l.active != 4 {
 		t.Fatalf("admitted %d, want 4", l.active)
