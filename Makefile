@@ -29,6 +29,7 @@ export MODEL_PATH
 # weights (speed does not depend on them), written once into a cache.
 BENCH_MODELS ?= $(HOME)/.cache/llmworker
 BENCH_MODEL ?= $(BENCH_MODELS)/llama-134m-f16.gguf
+BENCH_MODEL_Q8 ?= $(BENCH_MODELS)/llama-134m-q8_0.gguf
 
 .PHONY: build test demo bench soak fuzz lint tidy env deps deps-test cross-arm64
 build: deps
@@ -46,10 +47,11 @@ demo: build
 	@scripts/demo.sh
 
 ## Side by side: bare llama.cpp, the engine, a NATS subscriber, an SSE
-## client, on the test model and on a generated 134M Llama; and the bridge
-## holding many streams.
-bench: deps $(BENCH_MODEL)
+## client, on the test model and on a generated 134M Llama (F16, then the
+## paths again in Q8_0); and the bridge holding many streams.
+bench: deps $(BENCH_MODEL) $(BENCH_MODEL_Q8)
 	BENCH_MODEL=$(BENCH_MODEL) go test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/ ./internal/bridge/ ./internal/worker/
+	BENCH_MODEL=$(BENCH_MODEL_Q8) go test -run '^$$' -bench 'BenchmarkRealSize$$' -benchtime 1x -timeout 30m ./bench/
 
 $(BENCH_MODELS)/llama-134m-%.gguf:
 	mkdir -p $(BENCH_MODELS)

@@ -61,7 +61,8 @@ type key struct {
 // jobs, and its ratios to the same round's bare llama.cpp.
 type stats struct {
 	rate, vsBare, gain, vsBareGain []float64
-	decode, decodeVsBare           []float64 // tokens/s after each job's first token
+	decode, decodeVsBare           []float64 // tokens/s once every job generates
+	decodeVsBareGain               []float64 // the gain over 1 job by decode rate, against bare's
 	ttft, addedTTFT, spread, cpu   []time.Duration
 	ttftAll                        []time.Duration // every job's, for p99
 }
@@ -96,14 +97,16 @@ func (rg *rig) measure(b *testing.B, jobCounts []int, rounds int) map[key]*stats
 				out[k] = s
 			}
 			bare := got[key{bareName, k.jobs}]
-			s.rate = append(s.rate, r.rate())
-			s.vsBare = append(s.vsBare, r.rate()/bare.rate())
 			one := got[key{k.path, jobCounts[0]}]
 			bareOne := got[key{bareName, jobCounts[0]}]
+			s.rate = append(s.rate, r.rate())
+			s.vsBare = append(s.vsBare, r.rate()/bare.rate())
 			s.gain = append(s.gain, r.rate()/one.rate())
 			s.vsBareGain = append(s.vsBareGain, (r.rate()/one.rate())/(bare.rate()/bareOne.rate()))
 			s.decode = append(s.decode, r.decodeRate())
 			s.decodeVsBare = append(s.decodeVsBare, r.decodeRate()/bare.decodeRate())
+			s.decodeVsBareGain = append(s.decodeVsBareGain,
+				(r.decodeRate()/one.decodeRate())/(bare.decodeRate()/bareOne.decodeRate()))
 			s.ttft = append(s.ttft, r.ttft())
 			s.addedTTFT = append(s.addedTTFT, r.ttft()-bare.ttft())
 			s.spread = append(s.spread, r.spread())
