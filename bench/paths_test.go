@@ -71,15 +71,16 @@ type stats struct {
 // warm-up round, and returns the stats. Each round runs every path back to
 // back and each ratio is taken within its round: the machine's noise
 // comes and goes slower than a round, so paired ratios vary far less than
-// separate medians. The order rotates from round to round: whichever path
-// runs first after a quiet moment pays for waking the idle core.
+// separate medians. The order changes from round to round (see order): a
+// path pays for what ran just before it, a quiet moment (waking the idle
+// core) or another llama.cpp context (the caches it filled).
 func (rg *rig) measure(b *testing.B, jobCounts []int, rounds int) map[key]*stats {
 	out := map[key]*stats{}
 	for round := range rounds + 1 {
 		got := map[key]*run{}
 		for _, n := range jobCounts {
-			for i := range rg.paths {
-				p := rg.paths[(i+round)%len(rg.paths)]
+			for _, i := range order(len(rg.paths), round) {
+				p := rg.paths[i]
 				before := cpuTime()
 				r := p.run(b, n)
 				r.cpu = cpuTime() - before
@@ -117,6 +118,29 @@ func (rg *rig) measure(b *testing.B, jobCounts []int, rounds int) map[key]*stats
 		}
 	}
 	return out
+}
+
+// order is the order in which n paths run in a round: the rows of a
+// Williams design, in which, over n rounds (2n when n is odd), every path
+// runs first once and runs right after every other path once. A plain
+// rotation would always run each path after the same one.
+func order(n, round int) []int {
+	row := make([]int, n)
+	for j := range n {
+		// 0, 1, n-1, 2, n-2, …
+		if j%2 == 1 {
+			row[j] = (j + 1) / 2
+		} else {
+			row[j] = (n - j/2) % n
+		}
+	}
+	for j := range row {
+		row[j] = (row[j] + round) % n
+	}
+	if n%2 == 1 && round/n%2 == 1 {
+		slices.Reverse(row)
+	}
+	return row
 }
 
 // print writes the table of measure's stats, and returns it.

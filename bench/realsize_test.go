@@ -164,7 +164,8 @@ func BenchmarkChunkedPrefill(b *testing.B) {
 	ttft := make([][]time.Duration, len(chunks))
 	slowdown := make([][]float64, len(chunks))
 	for round := range rounds {
-		for i, eng := range engines {
+		for _, i := range order(len(engines), round) {
+			eng := engines[i]
 			long := tokenize(b, eng, promptText(b, eng, fmt.Sprintf("Chunk %d round %d.", chunks[i], round), 1500))
 			before, during, t := absorb(b, eng, running, long)
 			gaps[i] = append(gaps[i], during...)
